@@ -1,0 +1,8 @@
+"""The `digest` command line. Each submodule registers the commands of one stage; none holds business logic."""
+
+from digest.cli import setup  # noqa: F401  (registers commands)
+from digest.cli.app import app
+
+
+def main() -> None:
+    app()

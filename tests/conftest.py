@@ -1,0 +1,87 @@
+"""Shared fixtures. Every test runs with its config, database and outputs in its own temporary folder."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from digest.config import Config, load_config
+from digest.store import get_engine, open_database
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "papers.jsonl"
+POSTGRES_ADMIN_URL = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+BASE_CONFIG = """
+[digest]
+title = "Test digest"
+timezone = "UTC"
+base_url = "http://digest.test"
+postal_address = "Test Lab, 1 Test Street"
+
+[database]
+url = "sqlite:///digest.db"
+
+[ingest]
+timeout_seconds = 5
+retries = 1
+arxiv_api_interval_seconds = 0
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point config, database and outputs at this test's folder; nothing leaks between tests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DIGEST_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    get_engine.cache_clear()
+    return tmp_path
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """Write `config.toml` in the test folder from the base settings plus extra TOML; return its path."""
+
+    def write(extra: str = "", base: str = BASE_CONFIG) -> Path:
+        path = tmp_path / "config.toml"
+        path.write_text(base + "\n" + extra, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def config(write_config) -> Config:
+    return load_config(write_config())
+
+
+@pytest.fixture
+def engine(config: Config) -> Engine:
+    """A migrated SQLite file in the test folder."""
+    return open_database(config.database_url)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server, dropped after the test."""
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        get_engine.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
