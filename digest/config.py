@@ -54,6 +54,7 @@ class DatabaseSettings(Section):
 class IngestSettings(Section):
     timeout_seconds: float = Field(20.0, gt=0)
     retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(1.0, ge=0)
     max_bytes: int = Field(20_000_000, gt=0)
     arxiv_api_interval_seconds: float = Field(3.0, ge=0)
 
@@ -144,6 +145,14 @@ class EmailSettings(Section):
     max_attempts: int = Field(5, ge=1)
     bounce_after: int = Field(3, ge=1)
     send_by_hours: float = Field(48.0, gt=0)
+    # CA bundle (PEM) trusted for the server's certificate, beside the system ones; None = system only.
+    ca_file: Path | None = None
+    # Base delay before retrying a temporary failure; doubles with each attempt.
+    retry_backoff_seconds: float = Field(60.0, ge=0)
+    # A row claimed longer ago than this by a sender that never finished is taken over by another sender.
+    claim_lease_seconds: float = Field(900.0, gt=0)
+    # Rows claimed per transaction; each is still marked sent in its own commit right after the reply.
+    claim_batch: int = Field(20, ge=1, le=1000)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
