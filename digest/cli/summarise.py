@@ -1,0 +1,67 @@
+"""`digest themes` and `digest summarise`: show how papers fall into themes, and write their TL;DRs."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from digest import pipeline
+from digest.cli.app import CliState, app
+from digest.errors import ConfigError
+
+
+@app.command()
+def themes(
+    ctx: typer.Context,
+    top: int = typer.Option(3, "--top", min=0, help="Top papers shown per theme."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per theme and line."),
+) -> None:
+    """Show the themes with their paper counts and top-ranked papers (as assigned so far)."""
+    state: CliState = ctx.obj
+    listing = pipeline.theme_listing(state.config, state.engine, top=top)
+    if as_json:
+        for entry in listing:
+            typer.echo(json.dumps(entry))
+        return
+    table = Table("Theme", "Papers", "Top papers", show_lines=True)
+    for entry in listing:
+        lines = [f"{escape(p['title'])}\n  [dim]{escape(p['reason'])}[/dim]" for p in entry["top"]]
+        table.add_row(escape(entry["theme"]), str(entry["papers"]), "\n".join(lines) or "-")
+    state.console.print(table)
+
+
+@app.command()
+def summarise(
+    ctx: typer.Context,
+    since: str = typer.Option(None, "--since", help="Only papers first seen on or after this date (YYYY-MM-DD)."),
+    theme: str = typer.Option(None, "--theme", help="Only papers assigned to this theme."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many papers, newest first."),
+    force: bool = typer.Option(False, "--force", help="Rewrite TL;DRs even where a current one is stored."),
+) -> None:
+    """Assign new papers to themes and write the TL;DRs that are missing, with a progress bar."""
+    state: CliState = ctx.obj
+    config = state.config
+    known = [t.name for t in config.themes] + [config.assign.other_name]
+    if theme is not None and theme not in known:
+        raise ConfigError(f"no theme named {theme!r} in {config.path} (known: {', '.join(known)})")
+    report = pipeline.summarise(
+        config, state.engine, since=parse_since(since, config.timezone), theme=theme, limit=limit, force=force,
+        progress=True,
+    )
+    methods = ", ".join(f"{n} {m}" for m, n in sorted(report.methods.items())) or "none"
+    state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done")
+
+
+def parse_since(value: str | None, tz) -> datetime | None:
+    """Midnight at the start of the given day, in the digest's timezone."""
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2025-06-30", param_hint="--since") from None
+    return datetime.combine(day, datetime.min.time(), tzinfo=tz)

@@ -1,0 +1,205 @@
+"""Writing summaries: TL;DRs for papers and overviews for themes, each checked for grounding, regenerated once
+with a stricter prompt if it fails, and replaced by an extractive summary if it fails again.
+
+Summaries are stored with the model, backend, prompt version and a hash of their source, and reused while all
+four are unchanged. Paper TL;DRs are committed batch by batch, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from digest.config import Config, SummariserSettings
+from digest.models import Paper, Summary
+from digest.store import session_scope
+from digest.store import themes as store
+from digest.summarise import grounding
+from digest.summarise.base import SourceItem, Summariser, Task, backend_class
+from digest.summarise.extractive import ExtractiveSummariser
+from digest.summarise.prompts import summary_identity
+from digest.summarise.text import clean_source, source_hash
+
+log = logging.getLogger(__name__)
+
+OVERVIEW_PAPERS = 4
+OVERVIEW_SENTENCE_WORDS = 30
+OVERVIEW_MAX_WORDS = 110
+
+
+@dataclass(frozen=True)
+class Written:
+    """A finished summary text and how it came to be."""
+
+    text: str
+    method: str  # model, model-strict or extractive
+    grounded: bool
+    problems: list[str]
+
+
+@dataclass
+class SummariseReport:
+    papers: int = 0
+    reused: int = 0
+    written: int = 0
+    methods: dict[str, int] = field(default_factory=dict)
+
+    def count(self, method: str) -> None:
+        self.written += 1
+        self.methods[method] = self.methods.get(method, 0) + 1
+
+
+_summarisers: dict[tuple[SummariserSettings, str], Summariser] = {}
+
+
+def get_summariser(config: Config) -> Summariser:
+    """The configured backend, created once per process and settings (a model loads on first use)."""
+    key = (config.summariser, str(config.base_dir))
+    if key not in _summarisers:
+        _summarisers[key] = backend_class(config.summariser.backend)(config.summariser, config)
+    return _summarisers[key]
+
+
+# --- Checking and falling back -----------------------------------------------------------------------------
+
+
+def limits(task: Task) -> tuple[int, int, int]:
+    """(most sentences kept, fewest sentences accepted, most words) for a task's kind."""
+    if task.kind == "tldr":
+        return 1, 1, task.max_words
+    return 4, min(2, max(1, len(task.items))), OVERVIEW_MAX_WORDS
+
+
+def check(task: Task, text: str) -> tuple[str, list[str]]:
+    """The tidied text and its problems against the task's source."""
+    keep, least, max_words = limits(task)
+    tidied = grounding.tidy(text, keep)
+    return tidied, grounding.problems(tidied, task.source, max_words, least)
+
+
+def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
+    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else extractive."""
+    results: list[Written | None] = [None] * len(tasks)
+    history: list[list[str]] = [[] for _ in tasks]
+    pending = list(range(len(tasks)))
+    if not isinstance(summariser, ExtractiveSummariser):
+        for method, strict in (("model", False), ("model-strict", True)):
+            answers = summariser.summarise([tasks[i] for i in pending], strict=strict) if pending else []
+            still = []
+            for i, answer in zip(pending, answers):
+                text, found = check(tasks[i], answer)
+                if found:
+                    history[i].append(f"{method}: {'; '.join(found)}")
+                    still.append(i)
+                else:
+                    results[i] = Written(text, method, True, history[i])
+            pending = still
+    fallback = ExtractiveSummariser(summariser.settings, summariser.config)
+    for i, answer in zip(pending, fallback.summarise([tasks[i] for i in pending])):
+        text, found = check(tasks[i], answer)
+        results[i] = Written(text, "extractive", not found, history[i] + [f"extractive: {'; '.join(found)}"] * bool(found))
+    return [r for r in results if r is not None]
+
+
+# --- Paper TL;DRs ------------------------------------------------------------------------------------------
+
+
+def tldr_task(paper: Paper, settings: SummariserSettings) -> Task:
+    return Task(kind="tldr", title=clean_source(paper.title, 500), source=clean_source(paper.abstract or paper.title),
+                max_words=settings.max_tldr_words)
+
+
+def task_hash(task: Task) -> str:
+    return source_hash(task.kind, task.title, task.source)
+
+
+def summarise_papers(
+    config: Config,
+    engine: Engine,
+    papers: list[Paper],
+    force: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> SummariseReport:
+    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), committing each batch."""
+    report = SummariseReport(papers=len(papers))
+    identity = summary_identity(config.summariser, "tldr")
+    tasks = {p.id: tldr_task(p, config.summariser) for p in papers}
+    todo = papers if force else missing_tldrs(engine, papers, tasks, identity)
+    report.reused = len(papers) - len(todo)
+    if on_progress and report.reused:
+        on_progress(report.reused)
+    summariser = get_summariser(config) if todo else None
+    step = config.summariser.batch_size * 4
+    for start in range(0, len(todo), step):
+        batch = todo[start : start + step]
+        written = write(summariser, [tasks[p.id] for p in batch])
+        with session_scope(engine) as session:
+            for paper, result in zip(batch, written):
+                store.save_summary(session, new_summary("tldr", store.paper_subject(paper.id), paper.id, result,
+                                                        identity, task_hash(tasks[paper.id]), []))
+                report.count(result.method)
+        if on_progress:
+            on_progress(len(batch))
+    return report
+
+
+def missing_tldrs(engine: Engine, papers: list[Paper], tasks: dict[int, Task], identity: tuple[str, str, str]) -> list[Paper]:
+    """The papers with no TL;DR stored for this identity and their current text."""
+    with session_scope(engine) as session:
+        found = store.find_summaries(session, "tldr", [store.paper_subject(p.id) for p in papers], identity)
+    current = {
+        rows[0].paper_id
+        for rows in found.values()
+        if any(row.source_hash == task_hash(tasks[row.paper_id]) for row in rows)
+    }
+    return [p for p in papers if p.id not in current]
+
+
+def new_summary(
+    kind: str, subject: str, paper_id: int | None, result: Written, identity: tuple[str, str, str],
+    hash_: str, cited: list[int],
+) -> Summary:
+    model, backend, prompt_version = identity
+    return Summary(
+        kind=kind, subject=subject, paper_id=paper_id, text=result.text, method=result.method,
+        grounded=result.grounded, problems=result.problems, cited_paper_ids=cited, model=model, backend=backend,
+        prompt_version=prompt_version, source_hash=hash_,
+    )
+
+
+# --- Theme overviews ---------------------------------------------------------------------------------------
+
+
+def overview_task(theme_name: str, items: list[SourceItem]) -> Task:
+    source = " ".join(f"{item.title}. {item.text}" for item in items)
+    return Task(kind="overview", title=theme_name, source=source, max_words=OVERVIEW_SENTENCE_WORDS, items=tuple(items))
+
+
+def overview_items(config: Config, session: Session, papers: list[Paper]) -> list[SourceItem]:
+    """What an overview condenses: each top paper's TL;DR, or its abstract where it has none yet."""
+    top = papers[:OVERVIEW_PAPERS]
+    tldrs = store.tldrs_for(session, [p.id for p in top], config)
+    return [
+        SourceItem(p.id, clean_source(p.title, 500), tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title))
+        for p in top
+    ]
+
+
+def theme_overview(config: Config, session: Session, theme_name: str, papers: list[Paper]) -> Summary:
+    """A 2-4 sentence overview of the theme's top papers (given best first), citing the papers it draws on.
+    Stored in `session` and reused while the papers, their TL;DRs and the summariser are unchanged."""
+    items = overview_items(config, session, papers)
+    task = overview_task(theme_name, items)
+    identity = summary_identity(config.summariser, "overview")
+    hash_ = task_hash(task)
+    subject = store.theme_subject(theme_name)
+    for row in store.find_summaries(session, "overview", [subject], identity).get(subject, []):
+        if row.source_hash == hash_:
+            return row
+    result = write(get_summariser(config), [task])[0] if items else Written("", "extractive", True, [])
+    summary = new_summary("overview", subject, None, result, identity, hash_, [item.paper_id for item in items])
+    return store.save_summary(session, summary)

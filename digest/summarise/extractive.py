@@ -1,0 +1,83 @@
+"""The `extractive` backend: no model, just the most informative sentence(s) of the source, trimmed.
+
+Deterministic and fast; it is also the fallback when a model's summary fails the grounding check, since a
+summary cut from the source cannot invent anything.
+"""
+
+from __future__ import annotations
+
+import re
+
+from digest.summarise.base import Summariser, Task, register
+from digest.summarise.text import split_sentences, words
+
+# Sentences that say what a paper does or found score higher; background sentences lower.
+_CONTRIBUTION = re.compile(
+    r"\b(we (?:propose|present|introduce|develop|design|show|find|demonstrate|release)|this (?:paper|work)|"
+    r"our (?:method|approach|model|framework|results?)|outperform\w*|achiev\w*|improv\w*|state-of-the-art|"
+    r"surpass\w*|reduc\w*|speed\w*)",
+    re.IGNORECASE,
+)
+_BACKGROUND = re.compile(
+    r"\b(however|recent(?:ly)?|has (?:made|become|shown)|have (?:made|become|shown)|remains?|challeng\w*|"
+    r"limited|struggle\w*|suffer\w*|existing)\b",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK = re.compile(r"[,;:]\s")
+OVERVIEW_SENTENCES = 3
+
+
+def sentence_score(sentence: str, position: int, title_words: set[str]) -> float:
+    """How informative a sentence is: contribution cues, overlap with the title, a little for coming early."""
+    tokens = {w.lower().strip(".,;:()") for w in words(sentence)}
+    score = 2.0 * len(_CONTRIBUTION.findall(sentence)) - 1.0 * len(_BACKGROUND.findall(sentence))
+    score += 0.5 * len(tokens & title_words)
+    score -= 0.1 * position
+    return score
+
+
+def best_sentences(text: str, title: str, count: int) -> list[str]:
+    """The `count` best sentences of `text`, in their original order."""
+    sentences = split_sentences(text)
+    title_words = {w.lower().strip(".,;:()") for w in words(title) if len(w) > 3}
+    ranked = sorted(range(len(sentences)), key=lambda i: -sentence_score(sentences[i], i, title_words))
+    return [sentences[i] for i in sorted(ranked[:count])]
+
+
+def trim(sentence: str, max_words: int) -> str:
+    """At most `max_words` words, cut at the last clause break that fits (else at a word) and closed with a
+    full stop, so the result never ends mid-word."""
+    tokens = words(sentence)
+    if len(tokens) <= max_words:
+        return sentence
+    cut = " ".join(tokens[:max_words])
+    breaks = [m.start() for m in _CLAUSE_BREAK.finditer(cut)]
+    if breaks and breaks[-1] > len(cut) // 2:
+        cut = cut[: breaks[-1]]
+    return cut.rstrip(",;: ") + "."
+
+
+def extract_tldr(task: Task) -> str:
+    sentences = best_sentences(task.source, task.title, 1)
+    return trim(sentences[0], task.max_words) if sentences else ""
+
+
+def extract_overview(task: Task) -> str:
+    """One trimmed sentence per paper (up to three); a single paper gives its two best sentences."""
+    if len(task.items) == 1:
+        item = task.items[0]
+        return " ".join(trim(s, task.max_words) for s in best_sentences(item.text, item.title, 2))
+    picked = [best_sentences(item.text, item.title, 1) for item in task.items[:OVERVIEW_SENTENCES]]
+    return " ".join(trim(s[0], task.max_words) for s in picked if s)
+
+
+@register
+class ExtractiveSummariser(Summariser):
+    name = "extractive"
+
+    @property
+    def model_name(self) -> str:
+        return "extractive"
+
+    def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
+        return [extract_tldr(t) if t.kind == "tldr" else extract_overview(t) for t in tasks]

@@ -1,0 +1,132 @@
+"""The grounding check: a generated summary may not bring in names, acronyms, numbers or model and dataset names
+that its source does not contain, and must be a finished, non-repetitive answer rather than an echo of the prompt.
+
+`tidy` first removes harmless wrapping (a "TL;DR:" label, quotes, extra sentences beyond the allowed number);
+`problems` then lists what is wrong, an empty list meaning the summary passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from digest.summarise.text import normalise_whitespace, split_sentences, words
+
+_LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?dr|summary|overview|answer|one[- ]sentence summary)(?:\*\*)?\s*[:\-–]\s*", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_TOKEN_EDGE = re.compile(r"^[^\w]+|[^\w]+$")
+_FINAL = re.compile(r"[.!?][\"')\]]?$")
+_PROMPT_ECHOES = (
+    "tl;dr", "abstract:", "title:", "papers:", "in one sentence", "at most", "words or fewer", "you write",
+    "you are", "the user", "i cannot", "as an ai", "here is", "here's", "sure,",
+)
+# Capitalised words that start sentences or are plain English, not names.
+_COMMON = set(
+    "a an and as at by for from in into it its of on or our that the their these this those to we with while "
+    "using based both each new novel first finally furthermore moreover however overall specifically experiments "
+    "results paper papers researchers authors study work method approach model models framework".split()
+)
+REPEAT_NGRAM = 4
+
+
+def tidy(text: str, max_sentences: int) -> str:
+    """The answer without a leading label, wrapping quotes or sentences beyond `max_sentences`."""
+    text = normalise_whitespace(_LABEL.sub("", text or ""))
+    text = text.strip("\"'`*").strip()
+    sentences = split_sentences(text)
+    return " ".join(sentences[:max_sentences])
+
+
+def problems(summary: str, source: str, max_words: int | None = None, min_sentences: int = 1) -> list[str]:
+    """What makes `summary` unacceptable as a summary of `source` (empty list: it passes)."""
+    if not summary.strip():
+        return ["empty"]
+    found = [
+        *shape_problems(summary, max_words, min_sentences),
+        *echo_problems(summary),
+        *repetition_problems(summary),
+    ]
+    unsupported = unsupported_terms(summary, source)
+    if unsupported:
+        found.append("not in source: " + ", ".join(unsupported))
+    return found
+
+
+def shape_problems(summary: str, max_words: int | None, min_sentences: int) -> list[str]:
+    found = []
+    count = len(words(summary))
+    if max_words is not None and count > max_words:
+        found.append(f"too long ({count} words, limit {max_words})")
+    if not _FINAL.search(summary.strip()):
+        found.append("unfinished (does not end a sentence)")
+    if len(split_sentences(summary)) < min_sentences:
+        found.append(f"fewer than {min_sentences} sentences")
+    return found
+
+
+def echo_problems(summary: str) -> list[str]:
+    lowered = summary.lower()
+    echoed = [phrase for phrase in _PROMPT_ECHOES if phrase in lowered]
+    return [f"echoes the prompt ({echoed[0]!r})"] if echoed else []
+
+
+def repetition_problems(summary: str) -> list[str]:
+    tokens = [w.lower().strip(".,;:") for w in words(summary)]
+    grams = Counter(tuple(tokens[i : i + REPEAT_NGRAM]) for i in range(len(tokens) - REPEAT_NGRAM + 1))
+    repeated = [" ".join(gram) for gram, n in grams.items() if n > 1]
+    return [f"repeats itself ({repeated[0]!r})"] if repeated else []
+
+
+def unsupported_terms(summary: str, source: str) -> list[str]:
+    """Numbers and name-like words (acronyms, CamelCase, capitalised mid-sentence, with digits) of the
+    summary that the source does not contain, in order of appearance."""
+    source_numbers = {n.replace(",", "") for n in _NUMBER.findall(source)}
+    source_lower = source.lower()
+    source_tokens = {_bare(t).lower() for t in re.split(r"[\s/\-–]+", source)}
+    missing: list[str] = []
+    for term in candidate_terms(summary):
+        if _NUMBER.fullmatch(term):
+            ok = term.replace(",", "") in source_numbers
+        else:
+            ok = _name_in_source(term, source_lower, source_tokens)
+        if not ok and term not in missing:
+            missing.append(term)
+    return missing
+
+
+def candidate_terms(summary: str) -> list[str]:
+    """The words of a summary that would be facts if the model made them up."""
+    terms: list[str] = []
+    for sentence in split_sentences(summary):
+        for position, raw in enumerate(words(sentence)):
+            token = _bare(raw)
+            if not token:
+                continue
+            terms.extend(_NUMBER.findall(token))
+            if _is_name_like(token, first_in_sentence=position == 0):
+                terms.append(token)
+    return terms
+
+
+def _is_name_like(token: str, first_in_sentence: bool) -> bool:
+    if token.lower() in _COMMON or not any(c.isalpha() for c in token):
+        return False
+    has_digit = any(c.isdigit() for c in token)
+    inner_capital = any(c.isupper() for c in token[1:])
+    capitalised = token[0].isupper() and not first_in_sentence
+    return has_digit or inner_capital or capitalised
+
+
+def _name_in_source(term: str, source_lower: str, source_tokens: set[str]) -> bool:
+    lowered = term.lower()
+    singular = re.sub(r"(?<=[a-z0-9])'?s$", "", lowered)
+    if lowered in source_tokens or singular in source_tokens:
+        return True
+    parts = [p for p in re.split(r"[\-/]", singular) if p]
+    if len(parts) > 1 and all(p in source_tokens or p.isdigit() for p in parts):
+        return True
+    return len(singular) >= 4 and singular in source_lower
+
+
+def _bare(token: str) -> str:
+    return _TOKEN_EDGE.sub("", token)

