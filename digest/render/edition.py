@@ -1,0 +1,280 @@
+"""What goes into an edition, and building it: the period's dates, the papers first seen in them ranked per
+theme, capped and de-duplicated, with TL;DRs and theme overviews, stored as a snapshot with a content hash.
+
+Dates are days in `[digest] timezone`. A daily edition for day D covers the papers first seen on D. A weekly
+edition for day D covers the seven days before the latest `[edition] weekly_day` on or before D: with the
+default "mon", Monday to Sunday of the week before. The snapshot holds everything the outputs show (titles,
+links, TL;DRs, overviews), so an edition reads the same later and its hash changes only when that content does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from digest.config import Config, ThemeSettings
+from digest.errors import ConfigError, SummariserError
+from digest.models import Edition, FetchLog, Paper, Summary, ThemeAssignment, utcnow
+from digest.render import EditionRenderer
+from digest.render.view import date_range_label
+from digest.store import editions as store
+from digest.store import session_scope
+from digest.store.themes import assignments_for, tldrs_for
+from digest.summarise import theme_overview
+from digest.themes import RankedPaper, rank_theme
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("daily", "weekly")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
+HF_PAPER_URL = "https://huggingface.co/papers/{arxiv_id}"
+
+
+@dataclass(frozen=True)
+class Period:
+    """An edition's period: `start` and `end` are local days, both included."""
+
+    name: str
+    start: date
+    end: date
+
+    def bounds(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        """The UTC instants [start of `start`, start of the day after `end`) in timezone `tz`."""
+        first = datetime.combine(self.start, time(), tz)
+        after = datetime.combine(self.end + timedelta(days=1), time(), tz)
+        return first.astimezone(timezone.utc), after.astimezone(timezone.utc)
+
+
+def edition_period(config: Config, period: str, day: date | None = None) -> Period:
+    """The period of the `period` edition for `day` (default: today in the configured timezone)."""
+    day = day or datetime.now(config.timezone).date()
+    if period == "daily":
+        return Period("daily", day, day)
+    if period == "weekly":
+        days_back = (day.weekday() - WEEKDAYS.index(config.edition.weekly_day)) % 7
+        anchor = day - timedelta(days=days_back)
+        return Period("weekly", anchor - timedelta(days=7), anchor - timedelta(days=1))
+    raise ConfigError(f"unknown edition period {period!r} (expected one of: {', '.join(PERIODS)})")
+
+
+def edition_title(config: Config, period: Period) -> str:
+    label = date_range_label(period.start, period.end)
+    return f"{config.digest.title}: {label}" if period.name == "daily" else f"{config.digest.title}: week of {label}"
+
+
+# --- Selection ---------------------------------------------------------------------------------------------
+
+
+def theme_names(config: Config) -> list[str]:
+    """The themes an edition can have, in the order it shows them: config order, the Other bucket last."""
+    names = [theme.name for theme in config.themes]
+    return names + [config.assign.other_name] if config.assign.other_bucket else names
+
+
+def theme_limit(config: Config, name: str) -> int:
+    limits = {theme.name: theme.max_papers for theme in config.themes}
+    return limits.get(name, ThemeSettings.model_fields["max_papers"].default)
+
+
+def eligible_papers(config: Config, papers: list[Paper]) -> list[Paper]:
+    """Drop arXiv replacement listings (new versions of old papers) unless `include_replacements` is on."""
+    if config.edition.include_replacements:
+        return papers
+    return [paper for paper in papers if paper.announce_type not in REPLACEMENT_TYPES]
+
+
+def rank_by_theme(
+    config: Config, papers: list[Paper], assignments: dict[int, list[ThemeAssignment]], now: datetime
+) -> dict[str, list[RankedPaper]]:
+    candidates: dict[str, list[tuple[Paper, ThemeAssignment]]] = defaultdict(list)
+    for paper in papers:
+        for assignment in assignments.get(paper.id, []):
+            candidates[assignment.theme].append((paper, assignment))
+    return {name: rank_theme(config, name, candidates[name], now) for name in theme_names(config) if candidates[name]}
+
+
+def choose_papers(config: Config, ranked: dict[str, list[RankedPaper]]) -> dict[str, list[RankedPaper]]:
+    """At most `max_papers` per theme, best first. Without `allow_repeats` each paper appears once: pairs are
+    placed best score first, so a paper lands in the theme where it scores highest that still has room."""
+    order = {name: index for index, name in enumerate(ranked)}
+    pairs = sorted(
+        ((name, item) for name, items in ranked.items() for item in items),
+        key=lambda pair: (-pair[1].score, order[pair[0]], pair[1].paper.id),
+    )
+    chosen: dict[str, list[RankedPaper]] = {name: [] for name in ranked}
+    placed: set[int] = set()
+    for name, item in pairs:
+        if len(chosen[name]) >= theme_limit(config, name):
+            continue
+        if item.paper.id in placed and not config.edition.allow_repeats:
+            continue
+        chosen[name].append(item)
+        placed.add(item.paper.id)
+    return {name: items for name, items in chosen.items() if items}
+
+
+# --- Why an edition is empty -------------------------------------------------------------------------------
+
+
+def empty_reason(config: Config, period: Period, seen: list[Paper], eligible: list[Paper], fetches: list[FetchLog]) -> str:
+    """A sentence saying why there is nothing to send: source failures, a weekend, quiet feeds or no matches."""
+    if eligible:
+        return f"no matches: {len(eligible)} new paper(s), none in a configured theme"
+    if seen:
+        return f"nothing new: {len(seen)} paper(s) were only new versions of older papers (include_replacements is off)"
+    failures = failed_sources(fetches)
+    if failures:
+        return "source failures: " + "; ".join(failures)
+    if all(day.weekday() >= 5 for day in days_of(period)):
+        return "nothing new: weekend (arXiv announces no new papers on Saturdays and Sundays)"
+    if fetches:
+        return "nothing new: the sources reported empty or unchanged feeds (a holiday?)"
+    return "nothing new: no source was fetched in this period (run `digest ingest`)"
+
+
+def failed_sources(fetches: list[FetchLog]) -> list[str]:
+    """`source (error)` for each source whose fetches in the period all failed."""
+    by_source: dict[str, list[FetchLog]] = defaultdict(list)
+    for fetch in fetches:
+        by_source[fetch.source].append(fetch)
+    return [
+        f"{source} ({rows[-1].error or 'error'})"
+        for source, rows in by_source.items()
+        if all(row.status == "error" for row in rows)
+    ]
+
+
+def days_of(period: Period) -> list[date]:
+    return [period.start + timedelta(days=offset) for offset in range((period.end - period.start).days + 1)]
+
+
+# --- Content snapshot --------------------------------------------------------------------------------------
+
+
+def paper_entry(item: RankedPaper, tldr: Summary | None) -> dict:
+    paper = item.paper
+    has_hf_page = paper.arxiv_id and paper.upvotes is not None
+    return {
+        "paper_id": paper.id,
+        "score": item.score,
+        "reason": item.reason,
+        "title": paper.title,
+        "authors": list(paper.authors or []),
+        "abs_url": paper.abs_url,
+        "pdf_url": paper.pdf_url,
+        "code_url": paper.code_url or paper.github_repo,
+        "github_stars": paper.github_stars,
+        "hf_url": HF_PAPER_URL.format(arxiv_id=paper.arxiv_id) if has_hf_page else None,
+        "upvotes": paper.upvotes,
+        "tldr": tldr.text if tldr else "",
+    }
+
+
+def overview_entry(overview: Summary | None) -> dict | None:
+    if overview is None or not overview.text.strip():
+        return None
+    return {"text": overview.text, "method": overview.method, "cited": list(overview.cited_paper_ids or [])}
+
+
+def edition_content(
+    period: Period,
+    chosen: dict[str, list[RankedPaper]],
+    overviews: dict[str, Summary | None],
+    tldrs: dict[int, Summary],
+) -> dict:
+    themes = [
+        {
+            "name": name,
+            "overview": overview_entry(overviews.get(name)),
+            "papers": [paper_entry(item, tldrs.get(item.paper.id)) for item in items],
+        }
+        for name, items in chosen.items()
+    ]
+    return {
+        "period": period.name,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "paper_count": sum(len(theme["papers"]) for theme in themes),
+        "themes": themes,
+    }
+
+
+def content_hash(content: dict) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --- Building ----------------------------------------------------------------------------------------------
+
+
+def overview_for(config: Config, session: Session, theme: str, papers: list[Paper]) -> Summary | None:
+    """The theme's overview, or None when the summariser fails (the theme then shows its papers only)."""
+    try:
+        return theme_overview(config, session, theme, papers)
+    except SummariserError as exc:
+        log.warning("no overview for theme %r: %s", theme, exc)
+        return None
+
+
+def gather_content(config: Config, session: Session, period: Period) -> tuple[dict, str | None]:
+    """The edition's content, and the reason it is empty (None when it has papers)."""
+    start, end = period.bounds(config.timezone)
+    seen = store.papers_first_seen(session, start, end)
+    papers = eligible_papers(config, seen)
+    ranked = rank_by_theme(config, papers, assignments_for(session, [paper.id for paper in papers]), now=end)
+    chosen = choose_papers(config, ranked)
+    if not chosen:
+        return edition_content(period, {}, {}, {}), empty_reason(
+            config, period, seen, papers, store.fetches_between(session, start, end)
+        )
+    tldrs = tldrs_for(session, [item.paper.id for items in chosen.values() for item in items], config)
+    overviews = {name: overview_for(config, session, name, [item.paper for item in items]) for name, items in chosen.items()}
+    return edition_content(period, chosen, overviews, tldrs), None
+
+
+def build(config: Config, engine: Engine, period_name: str, day: date | None = None, rebuild: bool = False) -> Edition:
+    """Build the period's edition and store it with its rendered outputs. An unchanged edition (same content
+    hash) is returned as stored unless `rebuild` asks to render and store it again."""
+    period = edition_period(config, period_name, day)
+    with session_scope(engine) as session:
+        content, reason = gather_content(config, session, period)
+        digest_ = content_hash({**content, "empty_reason": reason})
+        edition = store.find_edition(session, period.name, period.start)
+        if edition is not None and edition.content_hash == digest_ and not rebuild:
+            return edition
+        edition = edition or Edition(period=period.name, start_date=period.start)
+        edition.end_date = period.end
+        edition.title = edition_title(config, period)
+        edition.status = "empty" if reason else "ready"
+        edition.empty_reason = reason
+        edition.content = content
+        edition.content_hash = digest_
+        edition.built_at = utcnow()
+        store.save_edition(session, edition)
+        render_outputs(config, edition)
+        return edition
+
+
+def render_outputs(config: Config, edition: Edition) -> None:
+    """Store the edition's email HTML and text (with public links) and its Markdown; nothing for an empty one."""
+    if edition.status != "ready":
+        edition.html = edition.text = edition.markdown = ""
+        return
+    renderer = EditionRenderer(config, edition)
+    email = renderer.email(None, renderer.public_links)
+    edition.html, edition.text, edition.markdown = email.html, email.text, renderer.markdown()
+
+
+def period_papers(config: Config, engine: Engine, period_name: str, day: date | None = None) -> list[Paper]:
+    """The papers an edition for this period may include (first seen in it, replacements dropped if so set)."""
+    period = edition_period(config, period_name, day)
+    with session_scope(engine) as session:
+        return eligible_papers(config, store.papers_first_seen(session, *period.bounds(config.timezone)))
