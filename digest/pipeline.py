@@ -4,14 +4,20 @@ for the CLI, the scheduler and the demo to call."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Config
-from digest.models import Paper
+from digest.config import Config, SourceSettings
+from digest.errors import DigestError
+from digest.models import Paper, utcnow
+from digest.sources import Listing, read_source
+from digest.sources.fetch import Fetcher
+from digest.store import papers as store_papers
 from digest.store import session_scope
 from digest.store import themes as store_themes
 from digest.summarise import SummariseReport, summarise_papers
@@ -95,3 +101,126 @@ def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | 
             ]
             listing.append({"theme": name, "papers": counts.get(name, 0), "top": papers})
     return listing
+
+
+# --- Ingest ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceResult:
+    """How one source's ingest went. `status`: ok, empty, not-modified, partial (some entries invalid, the rest
+    stored) or error (the source failed; anything recovered from a broken feed is still stored)."""
+
+    source: str
+    status: str
+    seen: int = 0
+    new: int = 0
+    updated: int = 0
+    invalid: int = 0
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.error}" if self.error else f"{self.source}: {self.status}, {self.new} new"
+
+
+@dataclass
+class IngestReport:
+    results: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[SourceResult]:
+        return [result for result in self.results if result.failed]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    @property
+    def new(self) -> int:
+        return sum(result.new for result in self.results)
+
+
+def ingest(config: Config, engine: Engine, source_names: list[str] | None = None, progress: bool = True) -> IngestReport:
+    """Fetch every enabled source (or the named ones) and store what is new. Each source is independent:
+    one that fails is recorded in the fetch log and reported, and the others still run."""
+    sources = [config.source(name) for name in source_names] if source_names else [s for s in config.sources if s.enabled]
+    report = IngestReport()
+    with Fetcher(config.ingest, config.base_dir) as fetcher, ingest_progress(progress) as bar:
+        task = bar.add_task("Ingesting", total=len(sources))
+        for source in sources:
+            bar.update(task, description=f"Ingesting {source.name}")
+            report.results.append(ingest_source(config, engine, source, fetcher))
+            bar.advance(task)
+    return report
+
+
+def ingest_progress(enabled: bool) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=True)
+
+
+def ingest_source(config: Config, engine: Engine, source: SourceSettings, fetcher: Fetcher) -> SourceResult:
+    """Read one source and store its entries together with its fetch-log row (and so its ETag) in one
+    transaction. A failure is recorded in a transaction of its own, without an ETag."""
+    started = utcnow()
+    url = source.url
+    try:
+        with session_scope(engine) as session:
+            validators = store_papers.saved_validators(session, source.name, url)
+        listing = read_source(source, fetcher, validators, started.astimezone(config.timezone).date())
+        with session_scope(engine) as session:
+            counts = store_papers.store_entries(session, source.name, listing.entries, started)
+            result = listing_result(source.name, listing, counts)
+            store_papers.record_fetch(session, source.name, url, started, result.status, **fetch_fields(listing, result))
+        return result
+    except (DigestError, SQLAlchemyError) as exc:
+        result = SourceResult(source.name, "error", error=error_message(exc))
+        with session_scope(engine) as session:
+            store_papers.record_fetch(session, source.name, url, started, "error", finished_at=utcnow(), error=result.error)
+        return result
+
+
+def listing_result(name: str, listing: Listing, counts: store_papers.StoredCounts) -> SourceResult:
+    """The result of a read that produced a listing: its status and counts, and why it is not `ok`."""
+    invalid = len(listing.invalid)
+    if listing.problem:
+        status, error = "error", listing.problem
+    elif listing.not_modified:
+        status, error = "not-modified", None
+    elif invalid:
+        status, error = "partial", f"{invalid} invalid entries skipped ({'; '.join(listing.invalid[:3])})"
+    else:
+        status, error = ("ok" if listing.seen else "empty"), None
+    return SourceResult(name, status, listing.seen, counts.new, counts.updated, invalid, error)
+
+
+def fetch_fields(listing: Listing, result: SourceResult) -> dict:
+    """Fetch-log columns for a listing. A broken feed keeps no ETag, so the next run fetches it in full."""
+    keep_validators = not result.failed
+    return {
+        "finished_at": utcnow(),
+        "http_status": listing.http_status,
+        "etag": listing.etag if keep_validators else None,
+        "last_modified": listing.last_modified if keep_validators else None,
+        "entries_seen": result.seen,
+        "entries_new": result.new,
+        "entries_updated": result.updated,
+        "entries_invalid": result.invalid,
+        "error": result.error,
+    }
+
+
+def error_message(exc: Exception) -> str:
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error: {getattr(exc, 'orig', None) or exc}"
+    return str(exc)
+
+
+def paper_listing(engine: Engine, since: datetime | None = None, source: str | None = None) -> list[dict]:
+    """`digest papers`: the stored papers as dicts, newest first. Later stages add their keys here."""
+    with session_scope(engine) as session:
+        return [store_papers.paper_to_dict(paper) for paper in store_papers.list_papers(session, since, source)]
