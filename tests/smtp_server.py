@@ -118,7 +118,7 @@ class SmtpServer:
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and (auth_data.login.decode(), auth_data.password.decode()) == self.login
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     @property
     def messages(self) -> list[Received]:

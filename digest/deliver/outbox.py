@@ -166,7 +166,11 @@ class Sender:
     def run(self, limit: int | None) -> None:
         done = 0
         try:
-            while (limit is None or done < limit) and (claims := self.claim(limit, done)):
+            while limit is None or done < limit:
+                claims, skipped = self.claim(limit, done)
+                self.report.skipped += skipped
+                if not claims and not skipped:
+                    break
                 for claim in claims:
                     self.rate.wait()
                     self.deliver(claim)
@@ -178,7 +182,7 @@ class Sender:
             with session_scope(self.engine) as session:
                 outbox.release_claims(session, self.worker)
 
-    def claim(self, limit: int | None, done: int) -> list[outbox.Claim]:
+    def claim(self, limit: int | None, done: int) -> tuple[list[outbox.Claim], int]:
         size = self.config.email.claim_batch if limit is None else min(self.config.email.claim_batch, limit - done)
         with session_scope(self.engine) as session:
             return outbox.claim_batch(session, self.edition_id, self.worker, size, self.config.email.claim_lease_seconds)
@@ -214,7 +218,7 @@ class Sender:
         self.report.bounced += bounced
 
 
-def dry_run(config: Config, engine: Engine, edition: Edition, composer: Composer, limit: int | None) -> SendReport:
+def preview_send(config: Config, engine: Engine, edition: Edition, composer: Composer, limit: int | None) -> SendReport:
     """Build every message the edition would send (checking templates and addresses) without writing anything."""
     report = SendReport(edition.id, dry_run=True)
     with session_scope(engine) as session:

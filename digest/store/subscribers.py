@@ -98,8 +98,13 @@ def request_subscription(session: Session, email: str, themes: list[str], freque
 
 
 def confirm_subscriber(subscriber: Subscriber) -> None:
-    if subscriber.status in ("pending", "unsubscribed"):
+    """Confirm a pending subscriber; an old link never brings back someone who left or bounced."""
+    if subscriber.status == "pending":
         subscriber.status, subscriber.confirmed_at, subscriber.unsubscribed_at = "confirmed", utcnow(), None
+
+
+def set_preferences(subscriber: Subscriber, themes: list[str], frequency: str) -> None:
+    subscriber.themes, subscriber.frequency = themes, frequency
 
 
 def unsubscribe(subscriber: Subscriber) -> None:
@@ -258,41 +263,48 @@ def new_message_id(edition_id: int, subscriber_id: int, domain: str) -> str:
 
 def queue_edition(session: Session, edition: Edition, domain: str) -> int:
     """Write the outbox rows this edition still lacks, in bulk; return how many were added."""
-    added = 0
-    chunk: list[dict] = []
+    before = edition_row_count(session, edition.id)
+    chunk: list[int] = []
     for subscriber in eligible_subscribers(session, edition):
-        chunk.append({"subscriber_id": subscriber.id})
+        chunk.append(subscriber.id)
         if len(chunk) == QUEUE_CHUNK:
-            added += insert_missing_rows(session, edition.id, chunk, domain)
+            insert_missing_rows(session, edition.id, chunk, domain)
             chunk = []
     if chunk:
-        added += insert_missing_rows(session, edition.id, chunk, domain)
-    return added
+        insert_missing_rows(session, edition.id, chunk, domain)
+    return edition_row_count(session, edition.id) - before
 
 
-def insert_missing_rows(session: Session, edition_id: int, chunk: list[dict], domain: str) -> int:
+def edition_row_count(session: Session, edition_id: int) -> int:
+    return session.scalar(select(func.count()).where(Delivery.edition_id == edition_id))
+
+
+def insert_missing_rows(session: Session, edition_id: int, subscriber_ids: list[int], domain: str) -> None:
+    """Insert outbox rows; a row another sender queued meanwhile is left as it is (never a second one)."""
     now = utcnow()
     values = [
         {
             "edition_id": edition_id,
-            "subscriber_id": row["subscriber_id"],
-            "message_id": new_message_id(edition_id, row["subscriber_id"], domain),
+            "subscriber_id": subscriber_id,
+            "message_id": new_message_id(edition_id, subscriber_id, domain),
             "status": "pending",
             "attempts": 0,
             "created_at": now,
         }
-        for row in chunk
+        for subscriber_id in subscriber_ids
     ]
     dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(Delivery).on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
-    return session.execute(statement, values).rowcount or 0
+    session.connection().execute(statement, values)
 
 
-def claim_batch(session: Session, edition_id: int, worker: str, size: int, lease_seconds: float) -> list[Claim]:
+def claim_batch(
+    session: Session, edition_id: int, worker: str, size: int, lease_seconds: float
+) -> tuple[list[Claim], int]:
     """Hand up to `size` due rows to `worker`: pending rows whose retry time has come, and `sending` rows whose
     sender died (claimed longer ago than the lease). Rows whose subscriber left since queueing are marked
     skipped instead. Run inside its own transaction: the lock (BEGIN IMMEDIATE / SKIP LOCKED) keeps two
-    senders from ever claiming one row."""
+    senders from ever claiming one row. Returns the claims and how many rows were skipped."""
     now = utcnow()
     due = or_(
         and_(Delivery.status == "pending", or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
@@ -319,7 +331,7 @@ def claim_batch(session: Session, edition_id: int, worker: str, size: int, lease
             .where(Delivery.id.in_([claim.delivery_id for claim in claims]))
             .values(status="sending", claimed_by=worker, claimed_at=now, attempts=Delivery.attempts + 1)
         )
-    return claims
+    return claims, len(gone)
 
 
 def owned(delivery_id: int, worker: str | None):
