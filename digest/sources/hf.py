@@ -73,7 +73,7 @@ def daily_entry(item: object) -> PaperEntry:
         num_comments=integer(item.get("numComments")),
         github_repo=repo,
         github_stars=integer(paper.get("githubStars")),
-        keywords=[clean_text(word) for word in paper.get("ai_keywords") or [] if isinstance(word, str)],
+        keywords=[clean_text(word) for word in listed(paper.get("ai_keywords")) if isinstance(word, str)],
         thumbnail_url=text(item.get("thumbnail")) or None,
         guid=text(paper.get("id")),
         **arxiv_links(arxiv_id),
@@ -88,10 +88,12 @@ def integer(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def listed(value: object) -> list:
+    return value if isinstance(value, list) else []
+
+
 def author_names(authors: object) -> list[str]:
-    if not isinstance(authors, list):
-        return []
-    names = (clean_name(text(author.get("name"))) for author in authors if isinstance(author, dict))
+    names = (clean_name(text(author.get("name"))) for author in listed(authors) if isinstance(author, dict))
     return [name for name in names if name]
 
 
