@@ -15,6 +15,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -278,3 +279,18 @@ def period_papers(config: Config, engine: Engine, period_name: str, day: date | 
     period = edition_period(config, period_name, day)
     with session_scope(engine) as session:
         return eligible_papers(config, store.papers_first_seen(session, *period.bounds(config.timezone)))
+
+
+OUTPUT_SUFFIXES = {"html": ".html", "text": ".txt", "md": ".md"}
+
+
+def write_outputs(edition: Edition, formats: list[str], out_dir: Path) -> list[Path]:
+    """Write the stored outputs of a ready edition (`html`, `text`, `md`) as `<period>-<start>.<ext>` files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contents = {"html": edition.html, "text": edition.text, "md": edition.markdown}
+    paths = []
+    for name in formats:
+        path = out_dir / f"{edition.period}-{edition.start_date.isoformat()}{OUTPUT_SUFFIXES[name]}"
+        path.write_text(contents[name], encoding="utf-8")
+        paths.append(path)
+    return paths

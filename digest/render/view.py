@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from urllib.parse import urlsplit
 
 from digest.models import Edition
@@ -61,6 +61,7 @@ class EditionView:
     date_label: str
     page_name: str
     themes: tuple[ThemeView, ...]
+    built_at: datetime
     omitted: int = 0
     other_themes: tuple[str, ...] = ()
 
@@ -99,6 +100,7 @@ def edition_view(edition: Edition) -> EditionView:
         date_label=date_range_label(edition.start_date, edition.end_date),
         page_name=edition_page_name(edition),
         themes=tuple(theme_view(theme) for theme in edition.content.get("themes", [])),
+        built_at=edition.built_at,
     )
 
 
