@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,10 +14,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.config import Config, SourceSettings
-from digest.errors import DigestError
-from digest.models import Paper, utcnow
+from digest.deliver.outbox import Composer, SendReport, preview_send, send_queued
+from digest.errors import DigestError, RenderError
+from digest.models import Edition, Paper, utcnow
+from digest.render import EditionRenderer, archive
+from digest.render import edition as editions
 from digest.sources import Listing, read_source
 from digest.sources.fetch import Fetcher
+from digest.store import editions as store_editions
 from digest.store import papers as store_papers
 from digest.store import session_scope
 from digest.store import themes as store_themes
@@ -101,6 +106,60 @@ def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | 
             ]
             listing.append({"theme": name, "papers": counts.get(name, 0), "top": papers})
     return listing
+
+
+# --- Editions ----------------------------------------------------------------------------------------------
+
+
+def build_edition(config: Config, engine: Engine, period: str, day: date | None = None, rebuild: bool = False) -> Edition:
+    """Theme and summarise the period's new papers where needed, then build its edition (`daily` or `weekly`,
+    for `day`, default today). An unchanged edition is returned as stored unless `rebuild` is set."""
+    assign_and_summarise(config, engine, editions.period_papers(config, engine, period, day))
+    return editions.build(config, engine, period, day, rebuild)
+
+
+def edition_renderer(config: Config, engine: Engine, edition_id: int) -> EditionRenderer:
+    """A renderer for a stored edition; its `.email(themes, links)` personalises cheaply per reader."""
+    with session_scope(engine) as session:
+        edition = store_editions.get_edition(session, edition_id)
+    if edition is None:
+        raise RenderError(f"no edition with id {edition_id}")
+    return EditionRenderer(config, edition)
+
+
+def latest_edition(config: Config, engine: Engine, period: str = "daily", day: date | None = None) -> Edition:
+    """Build the period's edition for `day` (default today); when it is empty, the newest edition with papers.
+    RenderError when there is none at all."""
+    edition = build_edition(config, engine, period, day)
+    if edition.status == "ready":
+        return edition
+    with session_scope(engine) as session:
+        ready = store_editions.ready_editions(session)
+    if not ready:
+        raise RenderError(f"no edition to show yet: {edition.empty_reason}")
+    return ready[0]
+
+
+def write_archive(config: Config, engine: Engine, out_dir: Path) -> Path:
+    """Write the static web archive of every edition with papers (pages, feed.xml, feed.json); return index.html."""
+    with session_scope(engine) as session:
+        ready = store_editions.ready_editions(session)
+    return archive.write_archive(config, ready, out_dir)
+
+
+def send_edition(
+    config: Config, engine: Engine, edition_id: int, dry_run: bool = False, limit: int | None = None,
+    progress: bool = True,
+) -> SendReport:
+    """Send one edition to each eligible subscriber exactly once (see `digest.deliver.outbox` for the bound
+    after a crash); `dry_run` builds every message and records nothing."""
+    renderer = edition_renderer(config, engine, edition_id)
+    composer = Composer(config, renderer, renderer.public_links.web_url)
+    with session_scope(engine) as session:
+        edition = session.get(Edition, edition_id)
+    if dry_run:
+        return preview_send(config, engine, edition, composer, limit)
+    return send_queued(config, engine, edition, composer, limit, progress)
 
 
 # --- Ingest ------------------------------------------------------------------------------------------------

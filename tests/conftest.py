@@ -85,3 +85,52 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def corpus_edition():
+    """A factory for a ready, in-memory daily Edition (no database) made of real corpus papers:
+    `corpus_edition(themes=3, per_theme=4, first=0)` (up to 10 distinct theme names); TL;DRs are each
+    abstract's first sentence."""
+    import json
+    from datetime import date, datetime, timezone
+
+    from digest.models import Edition
+
+    records = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = ["Language models", "Image and video generation", "Agents", "Robotics", "Speech and audio",
+             "Reinforcement learning", "Efficient inference", "Evaluation and benchmarks", "Multimodal models", "Other"]
+
+    def paper(number: int) -> dict:
+        record = records[number % len(records)]
+        arxiv_id = f"2611.{number:05d}"
+        return {
+            "paper_id": number + 1,
+            "score": round(1.0 - number / 1000, 4),
+            "reason": "matched keywords: diffusion; similarity 0.62",
+            "title": record["title"],
+            "authors": ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov"][: number % 6],
+            "abs_url": f"https://arxiv.org/abs/{arxiv_id}",
+            "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}",
+            "code_url": "https://github.com/example/code" if number % 3 == 0 else None,
+            "github_stars": 1234 if number % 3 == 0 else None,
+            "hf_url": f"https://huggingface.co/papers/{arxiv_id}" if number % 2 == 0 else None,
+            "upvotes": 42 if number % 2 == 0 else None,
+            "tldr": record["abstract"].split(". ")[0].rstrip(".") + ".",
+        }
+
+    def make(themes: int = 3, per_theme: int = 4, first: int = 0, edition_id: int = 1) -> Edition:
+        theme_list = []
+        for index in range(themes):
+            papers = [paper(first + index * per_theme + offset) for offset in range(per_theme)]
+            overview = {"text": f"This theme's papers: {papers[0]['tldr']}", "method": "extractive",
+                        "cited": [papers[0]["paper_id"]]}
+            theme_list.append({"name": names[index % len(names)], "overview": overview, "papers": papers})
+        return Edition(
+            id=edition_id, period="daily", start_date=date(2026, 11, 23), end_date=date(2026, 11, 23),
+            title="Test digest: Monday 23 November 2026", status="ready", empty_reason=None,
+            content={"period": "daily", "start": "2026-11-23", "end": "2026-11-23", "themes": theme_list},
+            content_hash="", built_at=datetime(2026, 11, 23, 7, tzinfo=timezone.utc),
+        )
+
+    return make
