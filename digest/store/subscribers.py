@@ -36,9 +36,10 @@ class SubscriberError(DigestError):
 
 
 def normalise_email(address: str) -> str:
-    """The address in its normal form (lower-case domain, Unicode NFC); SubscriberError if it is not one."""
+    """The address in its normal form (Unicode NFC, all lower-case: real mailboxes ignore case, and one
+    reader must not become two subscribers); SubscriberError if it is not an address."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
+        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise SubscriberError(f"{address!r} is not a valid email address: {exc}") from None
 
