@@ -71,9 +71,10 @@ def not_a_feed_reason(content: bytes, parsed: feedparser.FeedParserDict) -> str:
 
 
 def entry_time(entry: feedparser.FeedParserDict, *names: str) -> datetime | None:
-    """The first of feedparser's parsed dates (`published_parsed`, ...) the entry has, as aware UTC."""
+    """The first of feedparser's parsed dates (`published_parsed`, ...) the entry has, as aware UTC.
+    Plain `dict.get` skips feedparser's deprecated updated->published key fallback."""
     for name in names:
-        value: time.struct_time | None = entry.get(name)
+        value: time.struct_time | None = dict.get(entry, name)
         if value:
             return datetime(*value[:6], tzinfo=timezone.utc)
     return None
