@@ -66,13 +66,16 @@ def write_demo_config(workdir: Path) -> Config:
 
 
 def show_ingest_report(report: IngestReport, console: Console) -> None:
-    """One row per source: status, entries seen, new, updated, invalid, and the error if any."""
-    table = Table("Source", "Status", "Seen", "New", "Updated", "Invalid", "Error", title="Ingest")
+    """One row per source (status, entries seen, new, updated, invalid), then each source's problem in full."""
+    table = Table("Source", "Status", "Seen", "New", "Updated", "Invalid", title="Ingest")
     for result in report.results:
         status = f"[red]{result.status}[/red]" if result.failed else result.status
         counts = (result.seen, result.new, result.updated, result.invalid)
-        table.add_row(escape(result.source), status, *map(str, counts), escape(result.error or ""))
+        table.add_row(escape(result.source), status, *map(str, counts))
     console.print(table)
+    for result in report.results:
+        if result.error:
+            console.print(f"[red]{escape(result.source)}[/red]: {escape(result.error)}", soft_wrap=True)
 
 
 def show_papers(papers: list[dict], console: Console) -> None:

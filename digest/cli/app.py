@@ -24,7 +24,9 @@ class DigestGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except DigestError as exc:
-            raise click.ClickException(str(exc)) from exc
+            # typer >= 0.29 runs its own copy of click, so click.ClickException would escape as a traceback.
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from exc
 
 
 @dataclass
