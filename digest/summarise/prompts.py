@@ -5,10 +5,21 @@ versions to find the current summaries."""
 from __future__ import annotations
 
 from digest.config import SummariserSettings
+from digest.summarise.base import Task
+from digest.summarise.extractive import best_sentences
 
 TLDR_VERSION = "tldr-1"
 OVERVIEW_VERSION = "overview-1"
 EXTRACTIVE_VERSION = "extractive-1"
+
+SYSTEM = "You summarise research papers."
+# The answer is started for the model: it keeps small models from echoing the title or writing headings,
+# and makes answers shorter.
+TLDR_PREFILL = "This paper"
+OVERVIEW_PREFILL = "These papers"
+# Sentences of the abstract shown to the model: its most informative ones, which keeps prompts short (the
+# grounding check still reads the whole abstract).
+EXCERPT_SENTENCES = 3
 
 Messages = list[dict[str, str]]
 
@@ -20,23 +31,30 @@ def summary_identity(settings: SummariserSettings, kind: str) -> tuple[str, str,
     return settings.model, settings.backend, TLDR_VERSION if kind == "tldr" else OVERVIEW_VERSION
 
 
-def tldr_messages(title: str, source: str, max_words: int, strict: bool) -> Messages:
-    rules = f"Write one sentence of at most {max_words} words: what the paper does and its main result."
+def excerpt(task: Task) -> str:
+    return " ".join(best_sentences(task.source, task.title, EXCERPT_SENTENCES))
+
+
+def messages(task: Task, strict: bool) -> Messages:
+    """The chat for a task: a TL;DR of one paper or an overview of a theme's papers."""
+    if task.kind == "tldr":
+        body = f"Title: {task.title}\nAbstract: {excerpt(task)}"
+        rules = f"In one sentence of at most {task.max_words} words, say what the paper does and its main result."
+    else:
+        papers = "\n".join(f"- {item.title}: {item.text}" for item in task.items)
+        body = f"Theme: {task.title}\nPapers:\n{papers}"
+        rules = "In 2 to 4 sentences, sum up what these papers do."
     if strict:
-        rules += " Copy names and numbers exactly from the abstract; add nothing that is not in it."
-    return [
-        {"role": "system", "content": "You summarise research papers accurately and briefly."},
-        {"role": "user", "content": f"Title: {title}\nAbstract: {source}\n\n{rules}"},
-    ]
+        rules += " Use only names and numbers written above, and add nothing else."
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{body}\n\n{rules}"}]
 
 
-def overview_messages(theme: str, items: list[tuple[str, str]], strict: bool) -> Messages:
-    papers = "\n".join(f"- {title}: {text}" for title, text in items)
-    rules = "Write 2 to 4 sentences that sum up what these papers do together."
-    if strict:
-        rules += " Use only names and numbers that appear above; add nothing else."
-    return [
-        {"role": "system", "content": "You summarise research papers accurately and briefly."},
-        {"role": "user", "content": f"Theme: {theme}\nPapers:\n{papers}\n\n{rules}"},
-    ]
+def prefill(task: Task) -> str:
+    return TLDR_PREFILL if task.kind == "tldr" else OVERVIEW_PREFILL
 
+
+def plain_text(task: Task) -> str:
+    """The input for models without a chat template: summarisation models (BART, T5) take the bare text."""
+    if task.kind == "tldr":
+        return f"{task.title}. {task.source}"
+    return " ".join(f"{item.title}. {item.text}" for item in task.items)
