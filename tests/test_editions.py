@@ -314,3 +314,17 @@ def test_cli_archive_writes_index_pages_and_feeds(config, engine, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "site" / "index.html")
     assert {p.name for p in (tmp_path / "site").iterdir()} == {"index.html", "daily-2026-11-23.html", "feed.xml", "feed.json"}
+
+
+def test_papers_seen_after_yesterdays_edition_was_built_go_into_todays(config, engine):
+    early = add_paper(engine, 0, datetime(2026, 11, 22, 6, tzinfo=timezone.utc), Language_models=0.9)
+    sunday = build(config, engine, "daily", date(2026, 11, 22))
+    with session_scope(engine) as session:  # as if the scheduler had built it on Sunday at 07:00
+        session.get(Edition, sunday.id).built_at = datetime(2026, 11, 22, 7, tzinfo=timezone.utc)
+    late = add_paper(engine, 1, datetime(2026, 11, 22, 20, tzinfo=timezone.utc), Language_models=0.5)
+    monday = add_paper(engine, 2, MONDAY_9AM, Language_models=0.7)
+
+    edition = build(config, engine, "daily", MONDAY)
+
+    assert papers_by_theme(sunday) == {"Language models": [early]}
+    assert papers_by_theme(edition) == {"Language models": [monday, late]}

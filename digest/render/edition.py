@@ -1,9 +1,10 @@
 """What goes into an edition, and building it: the period's dates, the papers first seen in them ranked per
 theme, capped and de-duplicated, with TL;DRs and theme overviews, stored as a snapshot with a content hash.
 
-Dates are days in `[digest] timezone`. A daily edition for day D covers the papers first seen on D. A weekly
-edition for day D covers the seven days before the latest `[edition] weekly_day` on or before D: with the
-default "mon", Monday to Sunday of the week before. The snapshot holds everything the outputs show (titles,
+Dates are days in `[digest] timezone`. A daily edition for day D covers the papers first seen on D, plus those
+first seen on D-1 after D-1's edition was built (a 07:00 edition cannot hold the afternoon's papers, so the
+next one carries them). A weekly edition for day D covers the seven days before the latest `[edition]
+weekly_day` on or before D: with the default "mon", Monday to Sunday of the week before. The snapshot holds everything the outputs show (titles,
 links, TL;DRs, overviews), so an edition reads the same later and its hash changes only when that content does.
 """
 
@@ -225,9 +226,20 @@ def overview_for(config: Config, session: Session, theme: str, papers: list[Pape
         return None
 
 
+def paper_window(config: Config, session: Session, period: Period) -> tuple[datetime, datetime]:
+    """The UTC instants whose first-seen papers the edition takes: the period's days, reaching back for a daily
+    edition to when the previous day's edition was built (papers seen after that missed it)."""
+    start, end = period.bounds(config.timezone)
+    if period.name == "daily":
+        previous = store.find_edition(session, "daily", period.start - timedelta(days=1))
+        if previous is not None and previous.built_at < start:
+            start = max(previous.built_at, start - timedelta(days=1))
+    return start, end
+
+
 def gather_content(config: Config, session: Session, period: Period) -> tuple[dict, str | None]:
     """The edition's content, and the reason it is empty (None when it has papers)."""
-    start, end = period.bounds(config.timezone)
+    start, end = paper_window(config, session, period)
     seen = store.papers_first_seen(session, start, end)
     papers = eligible_papers(config, seen)
     ranked = rank_by_theme(config, papers, assignments_for(session, [paper.id for paper in papers]), now=end)
@@ -275,10 +287,10 @@ def render_outputs(config: Config, edition: Edition) -> None:
 
 
 def period_papers(config: Config, engine: Engine, period_name: str, day: date | None = None) -> list[Paper]:
-    """The papers an edition for this period may include (first seen in it, replacements dropped if so set)."""
+    """The papers an edition for this period may include (first seen in its window, replacements dropped if so set)."""
     period = edition_period(config, period_name, day)
     with session_scope(engine) as session:
-        return eligible_papers(config, store.papers_first_seen(session, *period.bounds(config.timezone)))
+        return eligible_papers(config, store.papers_first_seen(session, *paper_window(config, session, period)))
 
 
 OUTPUT_SUFFIXES = {"html": ".html", "text": ".txt", "md": ".md"}
