@@ -94,6 +94,7 @@ class AssignSettings(Section):
     other_bucket: bool = True
     other_name: str = "Other"
     min_similarity: float = Field(0.35, ge=-1, le=1)
+    similarity_margin: float = Field(0.1, ge=0, le=2)
     keyword_weight: float = Field(0.5, ge=0)
     similarity_weight: float = Field(1.0, ge=0)
 

@@ -2,7 +2,8 @@
 appear in an edition.
 
 A paper joins a theme when one of the theme's keywords appears in its title or abstract, or when its sentence
-embedding is close enough to the theme's (`[assign] min_similarity`). `exclude` keywords keep it out, and a theme
+embedding is close enough to the theme's (`[assign] min_similarity`, and within `similarity_margin` of the paper's
+closest theme). `exclude` keywords keep it out, and a theme
 with `categories` only takes papers listed in one of them (papers whose source gives no categories are judged on
 text alone). Papers that join no theme go to the Other bucket. Embeddings come from the bundled all-MiniLM-L6-v2
 model and are stored per paper, so each paper is embedded once.
@@ -128,13 +129,21 @@ def allowed_by_categories(theme: ThemeSettings, paper: Paper) -> bool:
     return not theme.categories or not paper.categories or bool(set(theme.categories) & set(paper.categories))
 
 
-def theme_assignment(config: Config, theme: ThemeSettings, paper: Paper, similarity: float, hash_: str) -> ThemeAssignment | None:
-    """The paper's assignment to `theme`, or None when it does not belong there."""
+def close_enough(config: Config, similarity: float, best: float) -> bool:
+    """Whether similarity alone (no keyword) puts a paper in a theme."""
+    return similarity >= config.assign.min_similarity and similarity >= best - config.assign.similarity_margin
+
+
+def theme_assignment(
+    config: Config, theme: ThemeSettings, paper: Paper, similarity: float, best: float, hash_: str
+) -> ThemeAssignment | None:
+    """The paper's assignment to `theme`, or None when it does not belong there. `best` is the paper's highest
+    similarity to any theme."""
     text = f"{paper.title}\n{paper.abstract or ''}"
     if not allowed_by_categories(theme, paper) or matched_keywords(theme.exclude, text):
         return None
     keywords = matched_keywords(theme.keywords, text)
-    if not keywords and similarity < config.assign.min_similarity:
+    if not keywords and not close_enough(config, similarity, best):
         return None
     keyword_strength = 1 - 0.5 ** len(keywords)
     score = config.assign.keyword_weight * keyword_strength + config.assign.similarity_weight * similarity
@@ -162,13 +171,14 @@ def assign_themes(config: Config, session: Session, papers: list[Paper]) -> dict
     theme_vectors = embed([theme_text(t) for t in config.themes]) if config.themes else None
     result: dict[int, list[ThemeAssignment]] = {}
     for paper in papers:
-        similarities = theme_vectors @ vectors[paper.id] if theme_vectors is not None else []
+        similarities = [float(s) for s in theme_vectors @ vectors[paper.id]] if theme_vectors is not None else []
+        best_similarity = max(similarities, default=0.0)
         found = [
             a for theme, sim in zip(config.themes, similarities)
-            if (a := theme_assignment(config, theme, paper, float(sim), hash_)) is not None
+            if (a := theme_assignment(config, theme, paper, sim, best_similarity, hash_)) is not None
         ]
         if not found and config.assign.other_bucket:
-            best = max(zip((t.name for t in config.themes), map(float, similarities)), key=lambda x: x[1], default=None)
+            best = max(zip((t.name for t in config.themes), similarities), key=lambda x: x[1], default=None)
             found = [other_assignment(config, paper, best, hash_)]
         result[paper.id] = sorted(found, key=lambda a: -a.score)
     store.replace_assignments(session, [p.id for p in papers], [a for rows in result.values() for a in rows])

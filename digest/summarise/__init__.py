@@ -1,7 +1,7 @@
 """Summaries of papers (one-sentence TL;DRs) and themes (short overviews), by a pluggable backend, checked so
 they invent nothing. See `core` for the flow, `base` for the backend interface, `grounding` for the check."""
 
-from digest.summarise import extractive, huggingface  # noqa: F401  (registers the backends)
+from digest.summarise import extractive, huggingface, openai_compat  # noqa: F401  (registers the backends)
 from digest.summarise.base import SourceItem, Summariser, Task, register
 from digest.summarise.core import SummariseReport, get_summariser, summarise_papers, theme_overview
 

@@ -14,6 +14,8 @@ from digest.summarise.text import normalise_whitespace, split_sentences, words
 
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?dr|summary|overview|answer|one[- ]sentence summary)(?:\*\*)?\s*[:\-–]\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A number with at most a unit after it (`12.4%`, `3x`, `7B`): checked as a number, not as a name.
+_QUANTITY = re.compile(r"\d[\d.,]*(?:x|×|%|k|K|M|B)?")
 _TOKEN_EDGE = re.compile(r"^[^\w]+|[^\w]+$")
 _FINAL = re.compile(r"[.!?][\"')\]]?$")
 _PROMPT_ECHOES = (
@@ -100,10 +102,9 @@ def candidate_terms(summary: str) -> list[str]:
     for sentence in split_sentences(summary):
         for position, raw in enumerate(words(sentence)):
             token = _bare(raw)
-            if not token:
-                continue
-            terms.extend(_NUMBER.findall(token))
-            if _is_name_like(token, first_in_sentence=position == 0):
+            if _QUANTITY.fullmatch(token):
+                terms.extend(_NUMBER.findall(token))
+            elif token and _is_name_like(token, first_in_sentence=position == 0):
                 terms.append(token)
     return terms
 
@@ -123,7 +124,7 @@ def _name_in_source(term: str, source_lower: str, source_tokens: set[str]) -> bo
     if lowered in source_tokens or singular in source_tokens:
         return True
     parts = [p for p in re.split(r"[\-/]", singular) if p]
-    if len(parts) > 1 and all(p in source_tokens or p.isdigit() for p in parts):
+    if len(parts) > 1 and all(p in source_tokens for p in parts):
         return True
     return len(singular) >= 4 and singular in source_lower
 
