@@ -4,8 +4,11 @@ periods with their reasons, weekly editions, and the `digest build|preview|archi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta, timezone
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -328,3 +331,19 @@ def test_papers_seen_after_yesterdays_edition_was_built_go_into_todays(config, e
 
     assert papers_by_theme(sunday) == {"Language models": [early]}
     assert papers_by_theme(edition) == {"Language models": [monday, late]}
+
+
+def test_cli_preview_serves_the_edition_on_localhost(config, engine):
+    add_paper(engine, 0, Language_models=0.9)
+    build(config, engine, "daily", MONDAY)
+    command = [sys.executable, "-m", "digest", "preview", "--date", "2026-11-24", "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        response = httpx.get(url, timeout=10)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/daily-2026-11-23.html")
+    assert response.status_code == 200 and RECORDS[0]["title"][:30] in response.text

@@ -4,8 +4,10 @@ theme, capped and de-duplicated, with TL;DRs and theme overviews, stored as a sn
 Dates are days in `[digest] timezone`. A daily edition for day D covers the papers first seen on D, plus those
 first seen on D-1 after D-1's edition was built (a 07:00 edition cannot hold the afternoon's papers, so the
 next one carries them). A weekly edition for day D covers the seven days before the latest `[edition]
-weekly_day` on or before D: with the default "mon", Monday to Sunday of the week before. The snapshot holds everything the outputs show (titles,
-links, TL;DRs, overviews), so an edition reads the same later and its hash changes only when that content does.
+weekly_day` on or before D: with the default "mon", Monday to Sunday of the week before.
+
+The snapshot holds everything the outputs show (titles, links, TL;DRs, overviews), so an edition reads the same
+later and its hash changes only when that content does.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ PERIODS = ("daily", "weekly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
 HF_PAPER_URL = "https://huggingface.co/papers/{arxiv_id}"
+OUTPUT_SUFFIXES = {"html": ".html", "text": ".txt", "md": ".md"}
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,10 @@ def theme_names(config: Config) -> list[str]:
     return names + [config.assign.other_name] if config.assign.other_bucket else names
 
 
-def theme_limit(config: Config, name: str) -> int:
+def theme_limits(config: Config) -> dict[str, int]:
+    """`max_papers` per theme; the Other bucket gets the default of a theme."""
     limits = {theme.name: theme.max_papers for theme in config.themes}
-    return limits.get(name, ThemeSettings.model_fields["max_papers"].default)
+    return {name: limits.get(name, ThemeSettings.model_fields["max_papers"].default) for name in theme_names(config)}
 
 
 def eligible_papers(config: Config, papers: list[Paper]) -> list[Paper]:
@@ -112,10 +116,11 @@ def choose_papers(config: Config, ranked: dict[str, list[RankedPaper]]) -> dict[
         ((name, item) for name, items in ranked.items() for item in items),
         key=lambda pair: (-pair[1].score, order[pair[0]], pair[1].paper.id),
     )
+    limits = theme_limits(config)
     chosen: dict[str, list[RankedPaper]] = {name: [] for name in ranked}
     placed: set[int] = set()
     for name, item in pairs:
-        if len(chosen[name]) >= theme_limit(config, name):
+        if len(chosen[name]) >= limits[name]:
             continue
         if item.paper.id in placed and not config.edition.allow_repeats:
             continue
@@ -291,9 +296,6 @@ def period_papers(config: Config, engine: Engine, period_name: str, day: date | 
     period = edition_period(config, period_name, day)
     with session_scope(engine) as session:
         return eligible_papers(config, store.papers_first_seen(session, *paper_window(config, session, period)))
-
-
-OUTPUT_SUFFIXES = {"html": ".html", "text": ".txt", "md": ".md"}
 
 
 def write_outputs(edition: Edition, formats: list[str], out_dir: Path) -> list[Path]:
