@@ -113,9 +113,13 @@ def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | 
 
 def build_edition(config: Config, engine: Engine, period: str, day: date | None = None, rebuild: bool = False) -> Edition:
     """Theme and summarise the period's new papers where needed, then build its edition (`daily` or `weekly`,
-    for `day`, default today). An unchanged edition is returned as stored unless `rebuild` is set."""
+    for `day`, default today) and refresh the web archive its emails link to. An unchanged edition is returned
+    as stored unless `rebuild` is set."""
     assign_and_summarise(config, engine, editions.period_papers(config, engine, period, day))
-    return editions.build(config, engine, period, day, rebuild)
+    edition = editions.build(config, engine, period, day, rebuild)
+    if edition.status == "ready":
+        write_archive(config, engine, archive.archive_folder(config))
+    return edition
 
 
 def edition_renderer(config: Config, engine: Engine, edition_id: int) -> EditionRenderer:

@@ -225,8 +225,9 @@ def test_weekly_edition_covers_the_seven_days_before_the_weekly_day(config, engi
     assert weekly.content["themes"][0]["overview"] != daily.content["themes"][0]["overview"]
 
 
-def test_build_edition_themes_and_summarises_new_papers_first(config, engine):
-    """The whole pipeline: real theme assignment (embeddings) and extractive TL;DRs, then the edition."""
+def test_build_edition_themes_and_summarises_new_papers_first(config, engine, tmp_path):
+    """The whole pipeline: real theme assignment (embeddings) and extractive TL;DRs, then the edition and the
+    archive page its emails link to."""
     with session_scope(engine) as session:
         for number in range(6):
             record = RECORDS[number]
@@ -238,6 +239,7 @@ def test_build_edition_themes_and_summarises_new_papers_first(config, engine):
     assert edition.status == "ready"
     papers = [paper for theme in edition.content["themes"] for paper in theme["papers"]]
     assert papers and all(paper["tldr"] for paper in papers)
+    assert (tmp_path / "digest-output" / "archive" / "daily-2026-11-23.html").exists()
 
 
 def test_edition_renderer_is_found_by_id(config, engine):

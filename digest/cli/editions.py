@@ -12,6 +12,7 @@ import typer
 
 from digest import pipeline
 from digest.cli.app import CliState, app
+from digest.render.archive import archive_folder
 from digest.render.edition import write_outputs
 
 
@@ -98,5 +99,5 @@ def archive(
 ) -> None:
     """Write the static web archive (index, one page per edition, feed.xml, feed.json) and print the index path."""
     state: CliState = ctx.obj
-    folder = out if out is not None else output_folder(state, None) / "archive"
+    folder = out if out is not None else archive_folder(state.config)
     typer.echo(str(pipeline.write_archive(state.config, state.engine, folder)))

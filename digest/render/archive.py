@@ -22,6 +22,11 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 FEED_ITEMS = 50
 
 
+def archive_folder(config: Config) -> Path:
+    """Where the archive lives unless told otherwise: `<[digest] output_dir>/archive`."""
+    return config.resolve(config.digest.output_dir) / "archive"
+
+
 def archive_url(config: Config) -> str:
     """The public address of the archive folder, ending in a slash."""
     return config.digest.base_url.rstrip("/") + "/archive/"
