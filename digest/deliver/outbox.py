@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from digest.config import Config
 from digest.deliver.links import Links
-from digest.deliver.message import Unsubscribe, edition_message
+from digest.deliver.message import EditionMail, Outgoing, Unsubscribe
 from digest.deliver.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
 from digest.models import Edition, utcnow
 from digest.render import EmailLinks, RenderedEmail
@@ -72,8 +72,9 @@ class Composer:
     def __init__(self, config: Config, renderer: Renderer, web_url: str) -> None:
         self.config, self.renderer, self.web_url = config, renderer, web_url
         self.links = Links(config)
+        self.mail = EditionMail(config)
 
-    def message(self, message_id: str, subscriber_id: int, email: str, themes: list[str]):
+    def message(self, message_id: str, subscriber_id: int, email: str, themes: list[str]) -> Outgoing:
         links = EmailLinks(
             web_url=self.web_url,
             preferences_url=self.links.preferences_url(subscriber_id, email),
@@ -81,30 +82,31 @@ class Composer:
         )
         rendered = self.renderer.email(themes or None, links)
         unsubscribe = Unsubscribe(self.links.one_click_url(subscriber_id, email), self.config.email.unsubscribe_mailto)
-        return edition_message(self.config, rendered, email, message_id, unsubscribe)
+        return self.mail.build(rendered, email, message_id, unsubscribe)
 
 
 class RateLimiter:
-    """Waits before each message so the sends recorded in the database (by every sender and every run) stay
-    under `rate_per_second` and `rate_per_hour`."""
+    """Says how many rows a sender may claim now under `rate_per_second` and `rate_per_hour`, counting what
+    every sender sent (and holds in flight) as recorded in the database."""
 
-    def __init__(self, config: Config, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, config: Config) -> None:
         self.per_hour = config.email.rate_per_hour
+        self.lease = config.email.claim_lease_seconds
         rate = config.email.rate_per_second
         self.window = max(1.0, 1.0 / rate)
         self.per_window = max(1, math.floor(rate * self.window))
 
-    def wait(self) -> None:
-        while True:
-            now = utcnow()
-            with session_scope(self.engine) as session:
-                in_window, in_hour, oldest = outbox.sent_counts(session, now, self.window)
-            if in_hour >= self.per_hour:
-                raise HourlyLimitReached
-            if in_window < self.per_window:
-                return
-            time.sleep(max(0.001, (oldest + timedelta(seconds=self.window) - now).total_seconds()))
+    def allowance(self, session) -> tuple[int, float]:
+        """(rows that may be claimed now, seconds to wait when none may)."""
+        now = utcnow()
+        in_window, in_hour, oldest = outbox.rate_usage(session, now, self.window, self.lease)
+        if in_hour >= self.per_hour:
+            raise HourlyLimitReached
+        allowed = min(self.per_window - in_window, self.per_hour - in_hour)
+        if allowed > 0:
+            return allowed, 0.0
+        frees_at = oldest + timedelta(seconds=self.window) if oldest else now + timedelta(seconds=0.05)
+        return 0, max(0.001, (frees_at - now).total_seconds())
 
 
 def worker_name() -> str:
@@ -160,7 +162,7 @@ class Sender:
                  report: SendReport, advance) -> None:
         self.config, self.engine, self.edition_id = config, engine, edition_id
         self.composer, self.transport, self.report, self.advance = composer, transport, report, advance
-        self.rate = RateLimiter(config, engine)
+        self.rate = RateLimiter(config)
         self.worker = worker_name()
 
     def run(self, limit: int | None) -> None:
@@ -172,7 +174,6 @@ class Sender:
                 if not claims and not skipped:
                     break
                 for claim in claims:
-                    self.rate.wait()
                     self.deliver(claim)
                     done += 1
                     self.advance()
@@ -183,9 +184,16 @@ class Sender:
                 outbox.release_claims(session, self.worker)
 
     def claim(self, limit: int | None, done: int) -> tuple[list[outbox.Claim], int]:
+        """Claim the next batch, as large as the rate limits allow now (waiting while they allow none)."""
         size = self.config.email.claim_batch if limit is None else min(self.config.email.claim_batch, limit - done)
-        with session_scope(self.engine) as session:
-            return outbox.claim_batch(session, self.edition_id, self.worker, size, self.config.email.claim_lease_seconds)
+        while True:
+            with session_scope(self.engine) as session:
+                outbox.lock_claims(session)
+                allowed, wait = self.rate.allowance(session)
+                if allowed:
+                    return outbox.claim_batch(session, self.edition_id, self.worker, min(size, allowed),
+                                              self.config.email.claim_lease_seconds)
+            time.sleep(wait)
 
     def deliver(self, claim: outbox.Claim) -> None:
         """Send one claimed row and record the outcome in its own commit right after the reply."""
@@ -197,8 +205,8 @@ class Sender:
         except PermanentFailure as exc:
             self.record_permanent(claim, str(exc))
         else:
-            with session_scope(self.engine) as session:
-                outbox.mark_sent(session, claim.delivery_id, self.worker, reply)
+            with self.engine.begin() as connection:
+                outbox.mark_sent(connection, claim.delivery_id, self.worker, reply)
             self.report.sent += 1
 
     def record_temporary(self, claim: outbox.Claim, error: str) -> None:

@@ -1,7 +1,7 @@
 """Mail transports, registered by name: `smtp` (STARTTLS, implicit TLS or plain, login, connection reuse)
 and `file` (one .eml file per message, for the demo and trying things out).
 
-`Transport.send` returns the server's reply. It raises `TemporaryFailure` (4xx, dropped connection: retry
+`Transport.send` takes an `Outgoing` (envelope and bytes) and returns the server's reply. It raises `TemporaryFailure` (4xx, dropped connection: retry
 later) or `PermanentFailure` (5xx for this address) for one message, and DeliveryError when the whole run
 must stop (login refused, TLS failure, server unreachable).
 """
@@ -11,13 +11,10 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import getaddresses
-from pathlib import Path
 from typing import ClassVar
 
 from digest.config import Config
+from digest.deliver.message import Outgoing
 from digest.errors import ConfigError, DeliveryError
 
 
@@ -48,7 +45,7 @@ class Transport:
         super().__init_subclass__(**kwargs)
         TRANSPORTS[cls.name] = cls
 
-    def send(self, message: EmailMessage) -> str:
+    def send(self, message: Outgoing) -> str:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -70,23 +67,16 @@ def get_transport(config: Config) -> Transport:
         raise ConfigError(f"{config.path}: unknown [email] transport {config.email.transport!r} (known: {known})") from None
 
 
-def envelope(message: EmailMessage) -> tuple[str, list[str]]:
-    """Envelope sender and recipients from the message's own headers."""
-    sender = getaddresses([message["From"]])[0][1]
-    recipients = [address for _name, address in getaddresses(message.get_all("To", []))]
-    return sender, recipients
-
-
 class FileTransport(Transport):
     """Writes each message to `[email] outbox_dir` as `<message id>.eml`."""
 
     name = "file"
 
-    def send(self, message: EmailMessage) -> str:
+    def send(self, message: Outgoing) -> str:
         folder = self.config.resolve(self.config.email.outbox_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (safe_file_name(message["Message-ID"]) + ".eml")
-        path.write_bytes(message.as_bytes(policy=SMTP))
+        path = folder / (safe_file_name(message.message_id) + ".eml")
+        path.write_bytes(message.data)
         return f"written {path}"
 
 
@@ -103,20 +93,19 @@ class SmtpTransport(Transport):
         super().__init__(config)
         self.connection: smtplib.SMTP | None = None
 
-    def send(self, message: EmailMessage) -> str:
+    def send(self, message: Outgoing) -> str:
         connection = self.connection or self.connect()
-        sender, recipients = envelope(message)
         try:
-            return self.transact(connection, sender, recipients, message.as_bytes(policy=SMTP))
+            return self.transact(connection, message.sender, message.recipients, message.data)
         except smtplib.SMTPResponseException as exc:  # DATA refused before the body was sent
             self.fail(connection, exc.smtp_code, exc.smtp_error, "DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.drop()
             raise TemporaryFailure(f"connection lost: {exc}") from None
 
-    def transact(self, connection: smtplib.SMTP, sender: str, recipients: list[str], data: bytes) -> str:
+    def transact(self, connection: smtplib.SMTP, sender: str, recipients: tuple[str, ...], data: bytes) -> str:
         """MAIL, RCPT, DATA on an open connection; the reply to DATA is the server's receipt."""
-        for command, argument in [("mail", sender)] + [("rcpt", rcpt) for rcpt in recipients]:
+        for command, argument in [("mail", sender), *(("rcpt", rcpt) for rcpt in recipients)]:
             code, reply = getattr(connection, command)(argument)
             if code >= 300:
                 self.fail(connection, code, reply, f"{command.upper()} {argument}")

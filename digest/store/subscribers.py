@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
 FREQUENCIES = ("daily", "weekly", "both")
 CSV_FIELDS = ("email", "status", "themes", "frequency", "timezone", "origin", "created_at")
 QUEUE_CHUNK = 1000
+CLAIM_LOCK_KEY = 0x64696765  # "dige": the advisory lock that serialises claims on PostgreSQL
 
 
 class SubscriberError(DigestError):
@@ -328,11 +329,16 @@ def claim_batch(
     claims = [Claim(row[0], row[1], row[3], row[4], row[5], row[2] + 1) for row in rows if row[0] not in gone]
     if claims:
         session.execute(
-            update(Delivery)
+            plain_update()
             .where(Delivery.id.in_([claim.delivery_id for claim in claims]))
             .values(status="sending", claimed_by=worker, claimed_at=now, attempts=Delivery.attempts + 1)
         )
     return claims, len(gone)
+
+
+def plain_update():
+    """An UPDATE of outbox rows that skips the ORM's in-session synchronisation (nothing here holds them)."""
+    return update(Delivery).execution_options(synchronize_session=False)
 
 
 def owned(delivery_id: int, worker: str | None):
@@ -342,13 +348,14 @@ def owned(delivery_id: int, worker: str | None):
 
 
 def finish(session: Session, delivery_id: int, worker: str | None, status: str, error: str | None = None) -> None:
-    session.execute(update(Delivery).where(owned(delivery_id, worker)).values(status=status, error=error))
+    session.execute(plain_update().where(owned(delivery_id, worker)).values(status=status, error=error))
 
 
-def mark_sent(session: Session, delivery_id: int, worker: str, reply: str) -> None:
-    """Record the server's acceptance; call in its own commit right after the reply."""
-    session.execute(
-        update(Delivery)
+def mark_sent(connection: Connection | Session, delivery_id: int, worker: str, reply: str) -> None:
+    """Record the server's acceptance; call in its own commit right after the reply (a bare Connection is
+    enough and is the cheapest: this runs once per message)."""
+    connection.execute(
+        plain_update()
         .where(owned(delivery_id, worker))
         .values(status="sent", sent_at=utcnow(), smtp_reply=reply, error=None)
     )
@@ -357,7 +364,7 @@ def mark_sent(session: Session, delivery_id: int, worker: str, reply: str) -> No
 def mark_retry(session: Session, delivery_id: int, worker: str, error: str, at: datetime) -> None:
     """Put the row back for another attempt at `at` (a 4xx reply or a dropped connection)."""
     session.execute(
-        update(Delivery).where(owned(delivery_id, worker)).values(status="pending", next_attempt_at=at, error=error)
+        plain_update().where(owned(delivery_id, worker)).values(status="pending", next_attempt_at=at, error=error)
     )
 
 
@@ -379,7 +386,7 @@ def mark_failed(session: Session, delivery_id: int, worker: str, error: str, bou
 def release_claims(session: Session, worker: str) -> int:
     """Hand back every row this worker claimed but did not send (the run is stopping); attempts are not counted."""
     return session.execute(
-        update(Delivery)
+        plain_update()
         .where(Delivery.claimed_by == worker, Delivery.status == "sending")
         .values(status="pending", attempts=Delivery.attempts - 1)
     ).rowcount
@@ -388,21 +395,33 @@ def release_claims(session: Session, worker: str) -> int:
 def skip_unsent(session: Session, edition_id: int, reason: str) -> int:
     """Mark every row of the edition that is not sent or claimed as skipped (e.g. the edition is too old)."""
     return session.execute(
-        update(Delivery)
+        plain_update()
         .where(Delivery.edition_id == edition_id, Delivery.status == "pending")
         .values(status="skipped", error=reason)
     ).rowcount
 
 
-def sent_counts(session: Session, now: datetime, window_seconds: float) -> tuple[int, int, datetime | None]:
-    """Messages sent (by any sender, in any run) in the last `window_seconds` and in the last hour, and the
-    oldest send inside that window: rate limits are read from here so they hold across restarts."""
-    window_start = now - timedelta(seconds=window_seconds)
+def lock_claims(session: Session) -> None:
+    """Serialise claiming across senders for the rest of this transaction, so the rate counts read next
+    cannot be spent twice. SQLite's BEGIN IMMEDIATE already does; PostgreSQL takes a transaction advisory lock."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+
+
+def rate_usage(session: Session, now: datetime, window_seconds: float, lease_seconds: float) -> tuple[int, int, datetime | None]:
+    """Messages counted against the rate limits: those sent (by any sender, in any run) in the last
+    `window_seconds` and in the last hour, each plus the rows claimed and in flight now; and the oldest send
+    in the window (when it leaves the window, room frees up). Read from the database, so limits hold across
+    restarts."""
+    in_flight = session.scalar(
+        select(func.count()).where(Delivery.status == "sending",
+                                   Delivery.claimed_at > now - timedelta(seconds=lease_seconds))
+    )
     in_window, oldest = session.execute(
-        select(func.count(), func.min(Delivery.sent_at)).where(Delivery.sent_at > window_start)
+        select(func.count(), func.min(Delivery.sent_at)).where(Delivery.sent_at > now - timedelta(seconds=window_seconds))
     ).one()
     in_hour = session.scalar(select(func.count()).where(Delivery.sent_at > now - timedelta(hours=1)))
-    return in_window, in_hour, oldest
+    return in_window + in_flight, in_hour + in_flight, oldest
 
 
 def status_counts(session: Session, edition_id: int) -> dict[str, int]:
