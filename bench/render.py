@@ -118,7 +118,9 @@ def main() -> None:
         render_seconds = timed(lambda: render_everything(config, edition, env), repeat=5)
         build_seconds = timed(lambda: build(config, engine, "daily", DAY, rebuild=True), repeat=5)
         seconds, theme_sets, largest = personalise(config, edition, args.subscribers, args.max_themes)
-    print(f"edition: {THEMES} themes x {PAPERS_PER_THEME} papers; email HTML {len(edition.html.encode()):,} bytes, "
+    shown = edition.html.count('<div class="paper">')
+    print(f"edition: {THEMES} themes x {PAPERS_PER_THEME} papers; email HTML {len(edition.html.encode()):,} bytes "
+          f"({shown} papers, the other {THEMES * PAPERS_PER_THEME - shown} behind the web-version link), "
           f"text {len(edition.text.encode()):,} bytes, Markdown {len(edition.markdown.encode()):,} bytes")
     print(f"render all outputs (email HTML+text, Markdown, archive page): {render_seconds * 1000:.0f} ms (target < 500 ms)")
     print(f"rebuild from the database (select, rank, overviews, render, store): {build_seconds * 1000:.0f} ms")
