@@ -76,7 +76,7 @@ def test_sentences_are_not_split_after_abbreviations_or_decimals():
 
 def test_latex_and_enormous_sources_are_cleaned():
     assert clean_source(r"We get $\mathbf{95.1\%}$ accuracy, a $3\times$ speed-up over \textsc{Base}~\cite{x}.") == (
-        "We get 95.1% accuracy, a 3x speed-up over textsc Base x."
+        "We get 95.1% accuracy, a 3x speed-up over Base x."
     )
     enormous = "This is a sentence about layouts. " * 2000
     cleaned = clean_source(enormous)

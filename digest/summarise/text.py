@@ -8,8 +8,8 @@ import re
 
 MAX_SOURCE_CHARS = 4000
 
-_LATEX_COMMAND_WITH_ARG = re.compile(r"\\(?:textbf|textit|emph|mathrm|mathbf|mathcal|mathit|text|texttt|url|cite\w*|ref)\s*\{([^{}]*)\}")
-_LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)\s*")
+_LATEX_COMMAND_WITH_ARG = re.compile(r"\\(?:text\w*|emph|math\w*|operatorname|url|cite\w*|ref|footnote)\s*\{([^{}]*)\}")
+_LATEX_COMMAND = re.compile(r"\\([A-Za-z]+)")
 _LATEX_SYMBOLS = {
     "times": "x", "approx": "~", "sim": "~", "leq": "<=", "geq": ">=", "le": "<=", "ge": ">=", "pm": "+/-",
     "alpha": "alpha", "beta": "beta", "gamma": "gamma", "lambda": "lambda", "mu": "mu", "sigma": "sigma",
@@ -25,7 +25,7 @@ def strip_latex(text: str) -> str:
     text = text.replace("``", "\"").replace("''", "\"").replace("\\%", "%").replace("\\&", "&").replace("\\_", "_").replace("~", " ")
     for _ in range(3):  # nested commands unwrap from the inside out
         text = _LATEX_COMMAND_WITH_ARG.sub(r"\1", text)
-    text = _LATEX_COMMAND.sub(lambda m: _LATEX_SYMBOLS.get(m.group(1), m.group(1)) + " ", text)
+    text = _LATEX_COMMAND.sub(lambda m: _LATEX_SYMBOLS.get(m.group(1), m.group(1)), text)
     text = re.sub(r"\$+", "", text)
     text = re.sub(r"[{}^]", "", text)
     return text

@@ -1,0 +1,323 @@
+"""Summaries: TL;DRs and theme overviews, how they are stored and reused, the bundled model, the OpenAI-compatible
+backend against a real HTTP server on loopback, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from typer.testing import CliRunner
+
+from conftest import CORPUS
+from digest import pipeline
+from digest.cli import app
+from digest.config import load_config
+from digest.errors import SummariserError
+from digest.models import Paper, Summary
+from digest.store import session_scope
+from digest.store import themes as store_themes
+from digest.summarise import grounding, summarise_papers, theme_overview
+from digest.summarise.extractive import best_sentences, trim
+from digest.summarise.text import clean_source
+
+THEMES = """
+[[themes]]
+name = "Image generation"
+description = "Diffusion models that create or edit images and video."
+keywords = ["diffusion", "text-to-image"]
+"""
+EXTRACTIVE = '[summariser]\nbackend = "extractive"\n' + THEMES
+
+
+def corpus(count: int, start: int = 0) -> list[dict]:
+    lines = CORPUS.read_text(encoding="utf-8").splitlines()[start : start + count]
+    return [json.loads(line) for line in lines]
+
+
+def add_papers(engine, rows: list[dict]) -> list[Paper]:
+    with session_scope(engine) as session:
+        papers = [
+            Paper(key=f"test:{i}:{row['title'][:40]}", title=row["title"], title_norm=row["title"].lower(),
+                  abstract=row["abstract"])
+            for i, row in enumerate(rows)
+        ]
+        session.add_all(papers)
+    return papers
+
+
+def stored(engine, kind: str = "tldr") -> list[Summary]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(Summary).where(Summary.kind == kind).order_by(Summary.id)))
+
+
+@pytest.fixture
+def extractive(write_config, engine):
+    return load_config(write_config(EXTRACTIVE))
+
+
+# --- Extractive summaries, storage and reuse --------------------------------------------------------------
+
+
+def test_extractive_tldr_is_one_trimmed_sentence_of_the_abstract(extractive, engine):
+    papers = add_papers(engine, corpus(12))
+    report = pipeline.assign_and_summarise(extractive, engine)
+    assert report.written == 12 and report.methods == {"extractive": 12}
+    by_paper = {s.paper_id: s for s in stored(engine)}
+    for paper in papers:
+        summary = by_paper[paper.id]
+        assert summary.text and len(summary.text.split()) <= 30
+        assert summary.text.rstrip(".")[:40] in clean_source(paper.abstract)
+        assert (summary.model, summary.backend, summary.prompt_version) == ("extractive", "extractive", "extractive-1")
+        assert summary.method == "extractive" and summary.grounded and len(summary.source_hash) == 64
+
+
+def test_trim_cuts_at_a_clause_and_never_mid_word():
+    sentence = "We propose a method that, unlike prior work on diffusion, scales to long videos with many characters."
+    assert trim(sentence, 10) == "We propose a method that, unlike prior work on diffusion."
+    assert trim(sentence, 40) == sentence
+    assert best_sentences("Background is hard. We propose X, which outperforms Y. Thanks.", "X", 1) == [
+        "We propose X, which outperforms Y."
+    ]
+
+
+def test_second_run_makes_nothing_and_force_redoes_everything(extractive, engine):
+    add_papers(engine, corpus(5))
+    runner = CliRunner()
+    first = runner.invoke(app, ["summarise"])
+    assert first.exit_code == 0, first.output
+    assert "5 papers: 5 summarised (5 extractive), 0 already done" in first.output
+    made = {s.id: s.created_at for s in stored(engine)}
+
+    second = runner.invoke(app, ["summarise"])
+    assert "5 papers: 0 summarised (none), 5 already done" in second.output
+    assert {s.id: s.created_at for s in stored(engine)} == made
+
+    forced = runner.invoke(app, ["summarise", "--force", "--limit", "2"])
+    assert "2 papers: 2 summarised (2 extractive), 0 already done" in forced.output
+    after = stored(engine)
+    assert len(after) == 5 and len(set(s.id for s in after) - set(made)) == 2
+
+
+def test_summarise_filters_by_theme_and_date(extractive, engine):
+    rows = corpus(20)
+    add_papers(engine, rows)
+    result = CliRunner().invoke(app, ["summarise", "--theme", "Image generation"])
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        in_theme = len(store_themes.theme_candidates(session, "Image generation"))
+    assert 0 < in_theme < 20 and f"{in_theme} papers: {in_theme} summarised" in result.output
+    assert "0 papers" in CliRunner().invoke(app, ["summarise", "--since", "2999-01-01"]).output
+    bad = CliRunner().invoke(app, ["summarise", "--theme", "Nope"])
+    assert bad.exit_code == 1 and "no theme named 'Nope'" in bad.output
+    assert CliRunner().invoke(app, ["summarise", "--since", "yesterday"]).exit_code == 2
+
+
+def test_changed_abstract_or_summariser_gets_a_new_summary_and_old_ones_are_kept(write_config, extractive, engine):
+    [paper] = add_papers(engine, corpus(1))
+    pipeline.assign_and_summarise(extractive, engine)
+    with session_scope(engine) as session:
+        session.get(Paper, paper.id).abstract = "We propose TinyNet, which halves memory use on phones."
+    assert pipeline.assign_and_summarise(extractive, engine).written == 1
+    with session_scope(engine) as session:
+        assert store_themes.tldrs_for(session, [paper.id], extractive)[paper.id].text.startswith("We propose TinyNet")
+    assert len(stored(engine)) == 2
+
+
+def test_empty_enormous_and_latex_abstracts_do_not_crash(extractive, engine):
+    rows = [
+        {"title": "A paper with no abstract", "abstract": ""},
+        {"title": "A very long one", "abstract": "We study layouts in depth, and we find more. " * 3000},
+        {"title": "LaTeX everywhere", "abstract": r"We reach $\mathbf{95\%}$ accuracy with $\alpha=0.5$ and a $3\times$ speed-up over \textsc{Base}~\cite{b}."},
+    ]
+    add_papers(engine, rows)
+    assert pipeline.assign_and_summarise(extractive, engine).written == 3
+    texts = [s.text for s in sorted(stored(engine), key=lambda s: s.paper_id)]
+    assert texts[0] == "A paper with no abstract"
+    assert len(texts[1].split()) <= 30
+    assert "$" not in texts[2] and "\\" not in texts[2] and "95%" in texts[2]
+
+
+def test_theme_overview_condenses_top_papers_cites_them_and_is_reused(extractive, engine):
+    papers = add_papers(engine, corpus(6))
+    pipeline.assign_and_summarise(extractive, engine)
+    with session_scope(engine) as session:
+        overview = theme_overview(extractive, session, "Image generation", papers)
+        assert overview.cited_paper_ids == [p.id for p in papers[:4]]
+        assert 2 <= len(grounding.split_sentences(overview.text)) <= 4
+        assert overview.kind == "overview" and overview.subject == "theme:Image generation"
+    with session_scope(engine) as session:
+        again = theme_overview(extractive, session, "Image generation", papers)
+        assert again.id == overview.id
+        other_order = theme_overview(extractive, session, "Image generation", papers[1:])
+        assert other_order.id != overview.id and other_order.cited_paper_ids[0] == papers[1].id
+
+
+# --- Bad settings give clear errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ('model = "no-such-org/no-such-model"', "cannot load model 'no-such-org/no-such-model' offline"),
+        ('model = "./missing-model"', "does not exist"),
+        ('model = "empty-folder"', "holds no config.json or .gguf file"),
+        ('dtype = "float8"', "dtype 'float8' is not one of auto, float32, bfloat16, float16"),
+        ('device = "cuda:7"', "device 'cuda:7'"),
+        ('device = "toaster"', "device 'toaster'"),
+        ('backend = "psychic"', "unknown summariser backend 'psychic'"),
+    ],
+)
+def test_bad_model_settings_raise_a_clear_summariser_error(write_config, engine, tmp_path, settings, message):
+    (tmp_path / "empty-folder").mkdir()
+    config = load_config(write_config(f"[summariser]\n{settings}\n"))
+    papers = add_papers(engine, corpus(1))
+    with pytest.raises(SummariserError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        summarise_papers(config, engine, papers)
+    result = CliRunner().invoke(app, ["summarise"])
+    assert result.exit_code == 1 and "Error:" in result.output
+
+
+# --- The bundled model -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> str:
+    """One converted-model cache for the whole test session (empty at first, as on a fresh machine)."""
+    return str(tmp_path_factory.mktemp("model-cache"))
+
+
+def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(write_config, engine, model_cache):
+    config = load_config(write_config(f'[summariser]\ncache_dir = "{model_cache}"\nbatch_size = 4\n' + THEMES))
+    rows = [row for row in corpus(40) if row["title"].startswith(("ControlNet++", "SEINE", "KV Prediction"))]
+    papers = add_papers(engine, rows)
+    report = summarise_papers(config, engine, papers)
+    assert report.written == 3
+    summaries = stored(engine)
+    for paper, summary in zip(papers, summaries):
+        assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", "tldr-1")
+        assert summary.method in ("model", "model-strict", "extractive")
+        found = grounding.problems(summary.text, clean_source(paper.abstract), max_words=30)
+        assert summary.grounded == (not found) and (summary.method == "extractive" or not found)
+    assert any(s.method.startswith("model") for s in summaries)
+    assert any(p.name.startswith("smollm2-") for p in __import__("pathlib").Path(model_cache).iterdir())
+    assert summarise_papers(config, engine, papers).reused == 3
+
+
+# --- The OpenAI-compatible backend against a real server ---------------------------------------------------
+
+
+class ChatServer:
+    """An OpenAI-compatible chat completions server on loopback (Starlette + uvicorn in a thread). It answers with
+    the first sentence of what it is given, or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.fail_after: int | None = None
+        self.requests: list[dict] = []
+        self.authorizations: list[str | None] = []
+        app_ = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app_, host="127.0.0.1", port=0, log_level="error",
+                                                   timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def chat(self, request: Request):
+        body = await request.json()
+        self.requests.append(body)
+        self.authorizations.append(request.headers.get("authorization"))
+        failing = self.fail_after is not None and len(self.requests) > self.fail_after
+        if self.mode == "500" or failing:
+            return PlainTextResponse("internal error", status_code=500)
+        if self.mode == "hang":
+            await asyncio.sleep(3)
+        if self.mode == "garbage":
+            return PlainTextResponse("<html>definitely not JSON</html>")
+        prompt = body["messages"][-1]["content"]
+        source = prompt.split("Abstract: ", 1)[-1].split("\n\n")[0]
+        text = trim(best_sentences(source, "", 1)[0], 25)
+        return JSONResponse({"object": "chat.completion", "model": body["model"],
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+
+    @property
+    def url(self) -> str:
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_config(write_config, chat_server, monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-123")
+    return load_config(write_config(
+        f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'
+        'api_key_env = "TEST_LLM_KEY"\ntimeout_seconds = 0.5\nbatch_size = 1\n' + THEMES
+    ))
+
+
+def test_openai_backend_summarises_through_a_real_server(openai_config, chat_server, engine):
+    papers = add_papers(engine, corpus(3))
+    report = summarise_papers(openai_config, engine, papers)
+    assert report.methods == {"model": 3}
+    assert chat_server.requests[0]["model"] == "tiny-chat" and chat_server.requests[0]["temperature"] == 0
+    assert set(chat_server.authorizations) == {"Bearer sk-test-123"}
+    for summary in stored(engine):
+        assert (summary.model, summary.backend, summary.method, summary.grounded) == ("tiny-chat", "openai", "model", True)
+
+
+def test_openai_garbage_answers_fall_back_to_extractive(openai_config, chat_server, engine):
+    chat_server.mode = "garbage"
+    papers = add_papers(engine, corpus(2))
+    report = summarise_papers(openai_config, engine, papers)
+    assert report.methods == {"extractive": 2} and len(chat_server.requests) == 4  # first try + strict retry each
+    summary = stored(engine)[0]
+    assert summary.problems == ["model: empty", "model-strict: empty"] and summary.grounded
+
+
+@pytest.mark.parametrize(("mode", "message"), [("500", "answered HTTP 500"), ("hang", "did not answer within 0.5 s")])
+def test_openai_server_errors_stop_the_run_with_a_clear_error(openai_config, chat_server, engine, mode, message):
+    chat_server.mode = mode
+    papers = add_papers(engine, corpus(1))
+    with pytest.raises(SummariserError, match=message):
+        summarise_papers(openai_config, engine, papers)
+    assert stored(engine) == []
+
+
+def test_openai_server_down_is_a_clear_error(write_config, engine):
+    config = load_config(write_config('[summariser]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'))
+    with pytest.raises(SummariserError, match="cannot reach summariser server http://127.0.0.1:9/v1"):
+        summarise_papers(config, engine, add_papers(engine, corpus(1)))
+
+
+def test_an_interrupted_run_keeps_finished_batches_and_resumes(openai_config, chat_server, engine):
+    papers = add_papers(engine, corpus(10))
+    chat_server.fail_after = 6  # batches hold 4 papers (batch_size 1 x 4): the second batch fails midway
+    with pytest.raises(SummariserError):
+        summarise_papers(openai_config, engine, papers)
+    assert len(stored(engine)) == 4
+    chat_server.fail_after = None
+    report = summarise_papers(openai_config, engine, papers)
+    assert (report.reused, report.written) == (4, 6) and len(stored(engine)) == 10
