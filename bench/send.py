@@ -94,8 +94,10 @@ def seed(engine, subscribers: int) -> int:
     choices = [[], [THEMES[0]], [THEMES[1], THEMES[2]], [THEMES[0], THEMES[2]]]
     rows = [CsvRow(n + 2, f"reader{n}@example.com", "confirmed", choices[n % len(choices)], "daily")
             for n in range(subscribers)]
+    for start in range(0, subscribers, 1000):  # in chunks, so seeding does not set the peak RSS
+        with session_scope(engine) as session:
+            import_rows(session, rows[start : start + 1000])
     with session_scope(engine) as session:
-        import_rows(session, rows)
         edition = Edition(period="daily", start_date=date.today(), end_date=date.today(), title="Bench digest",
                           status="ready", content=edition_content(), content_hash="bench")
         session.add(edition)

@@ -197,6 +197,9 @@ class Pages:
     async def unsubscribe_page(self, request: Request) -> HTMLResponse:
         """A page with a button; opening it (or a link scanner fetching it) never unsubscribes by itself."""
         token = request.query_params.get("token", "")
+        if self.links.read(UNSUBSCRIBE, token) is None:
+            return self.notice(request, "Unsubscribe", "Use the unsubscribe link at the bottom of any email "
+                                                       "you received: it works in one click.", 400)
         return self.page(request, "unsubscribe.html", token=token)
 
     async def one_click(self, request: Request) -> HTMLResponse:

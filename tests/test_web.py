@@ -174,6 +174,7 @@ def test_a_get_on_unsubscribe_links_never_unsubscribes(client):
     for path in ("/unsubscribe", "/unsubscribe/one-click"):
         page = client.get(f"{path}?token={token}")
         assert page.status_code == 200 and 'method="post"' in page.text
+    assert client.get("/unsubscribe").status_code == 400  # the generic link in archive copies
     assert subscriber(config, "stayer@example.com").status == "confirmed"
 
 
