@@ -1,4 +1,4 @@
-"""`digest build`, `digest preview` and `digest archive`: render editions to files, a local preview and the web archive."""
+"""`digest build`, `digest preview` and `digest archive`: editions as files, a local preview and the web archive."""
 
 from __future__ import annotations
 
@@ -45,9 +45,15 @@ def output_folder(state: CliState, out: Path | None) -> Path:
 def build(
     ctx: typer.Context,
     period: Period = typer.Option(Period.daily, "--period", help="Which edition: daily or weekly."),
-    day: str = typer.Option(None, "--date", help="Day of the edition, YYYY-MM-DD. Default: today in [digest] timezone."),
-    output_format: Format = typer.Option(Format.all, "--format", help="Output to write: html (the email), text, md or all."),
-    out: Path = typer.Option(None, "--out", help="Folder for the files. Default: [digest] output_dir.", file_okay=False),
+    day: str = typer.Option(
+        None, "--date", help="Day of the edition, YYYY-MM-DD. Default: today in [digest] timezone."
+    ),
+    output_format: Format = typer.Option(
+        Format.all, "--format", help="Output to write: html (the email), text, md or all."
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Folder for the files. Default: [digest] output_dir.", file_okay=False
+    ),
     rebuild: bool = typer.Option(False, "--rebuild", help="Render and store the edition again even if unchanged."),
 ) -> None:
     """Build the daily or weekly edition, write its files and print their paths (nothing when it is empty)."""
@@ -67,7 +73,9 @@ def preview(
     period: Period = typer.Option(Period.daily, "--period", help="Which edition: daily or weekly."),
     day: str = typer.Option(None, "--date", help="Day of the edition, YYYY-MM-DD. Default: today."),
     port: int = typer.Option(8765, "--port", help="Port to serve on (localhost only); 0 picks a free one."),
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve it on localhost, or only write it and print the path."),
+    serve: bool = typer.Option(
+        True, "--serve/--no-serve", help="Serve it on localhost, or only write it and print the path."
+    ),
 ) -> None:
     """Build the latest edition (or show the newest one with papers) and serve its email on localhost."""
     state: CliState = ctx.obj
@@ -95,7 +103,9 @@ def serve_folder(folder: Path, port: int, page: str) -> None:
 @app.command()
 def archive(
     ctx: typer.Context,
-    out: Path = typer.Option(None, "--out", help="Folder for the archive. Default: <[digest] output_dir>/archive.", file_okay=False),
+    out: Path = typer.Option(
+        None, "--out", help="Folder for the archive. Default: <[digest] output_dir>/archive.", file_okay=False
+    ),
 ) -> None:
     """Write the static web archive (index, one page per edition, feed.xml, feed.json) and print the index path."""
     state: CliState = ctx.obj

@@ -62,8 +62,12 @@ def feed_updated(entries: list[tuple[EditionView, str]]) -> datetime:
 
 def atom_feed(config: Config, env: Environment, entries: list[tuple[EditionView, str]]) -> str:
     return render_template(
-        env, ATOM_TEMPLATE, digest=config.digest, archive_url=archive_url(config),
-        updated=rfc3339(feed_updated(entries)), entries=[(view, html, rfc3339(view.built_at)) for view, html in entries],
+        env,
+        ATOM_TEMPLATE,
+        digest=config.digest,
+        archive_url=archive_url(config),
+        updated=rfc3339(feed_updated(entries)),
+        entries=[(view, html, rfc3339(view.built_at)) for view, html in entries],
     )
 
 

@@ -132,7 +132,7 @@ def choose_papers(config: Config, ranked: dict[str, list[RankedPaper]]) -> dict[
 # --- Why an edition is empty -------------------------------------------------------------------------------
 
 
-def empty_reason(config: Config, period: Period, seen: list[Paper], eligible: list[Paper], fetches: list[FetchLog]) -> str:
+def empty_reason(period: Period, seen: list[Paper], eligible: list[Paper], fetches: list[FetchLog]) -> str:
     """A sentence saying why there is nothing to send: source failures, a weekend, quiet feeds or no matches."""
     if eligible:
         return f"no matches: {len(eligible)} new paper(s), none in a configured theme"
@@ -250,11 +250,12 @@ def gather_content(config: Config, session: Session, period: Period) -> tuple[di
     ranked = rank_by_theme(config, papers, assignments_for(session, [paper.id for paper in papers]), now=end)
     chosen = choose_papers(config, ranked)
     if not chosen:
-        return edition_content(period, {}, {}, {}), empty_reason(
-            config, period, seen, papers, store.fetches_between(session, start, end)
-        )
+        reason = empty_reason(period, seen, papers, store.fetches_between(session, start, end))
+        return edition_content(period, {}, {}, {}), reason
     tldrs = tldrs_for(session, [item.paper.id for items in chosen.values() for item in items], config)
-    overviews = {name: overview_for(config, session, name, [item.paper for item in items]) for name, items in chosen.items()}
+    overviews = {
+        name: overview_for(config, session, name, [item.paper for item in items]) for name, items in chosen.items()
+    }
     return edition_content(period, chosen, overviews, tldrs), None
 
 
