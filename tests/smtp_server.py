@@ -59,13 +59,16 @@ class RecordingHandler:
     """Accepts mail and records it, except for recipients given scripted replies:
     `script(address, "451 later", "drop")` answers the next deliveries to that address with those replies in turn
     (`drop` closes the connection without a reply); `refuse(address, "550 no such user")` answers every RCPT
-    for it. `delay_seconds` slows every DATA (to catch a sender mid-run)."""
+    for it. `delay_seconds` slows every DATA (to catch a sender mid-run); `wait_for_clients = n` holds every DATA
+    until n different connections have sent a recipient (so concurrent senders really overlap)."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.scripts: dict[str, deque[str]] = defaultdict(deque)
         self.refusals: dict[str, str] = {}
         self.delay_seconds = 0.0
+        self.wait_for_clients = 0
+        self.clients: set = set()
         self.lock = threading.Lock()
 
     def script(self, address: str, *replies: str) -> None:
@@ -78,9 +81,14 @@ class RecordingHandler:
         if address in self.refusals:
             return self.refusals[address]
         envelope.rcpt_tos.append(address)
+        self.clients.add(session.peer)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        for _ in range(3000):
+            if len(self.clients) >= self.wait_for_clients:
+                break
+            await asyncio.sleep(0.01)
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         for address in envelope.rcpt_tos:
