@@ -247,3 +247,103 @@ def render_hf(items: list[Item]) -> str:
             }
         )
     return json.dumps(papers, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- The benchmark -----------------------------------------------------------------------------------------
+
+RENDERERS = {"rss": render_rss, "atom": render_atom, "api": render_api, "hf": render_hf}
+KINDS = {"rss": "arxiv-rss", "atom": "arxiv-rss", "api": "arxiv-api", "hf": "hf-daily"}
+
+
+def write_feeds(folder: Path, entries: int, per_file: int) -> list[tuple[str, Path]]:
+    """Feed files holding `entries` distinct papers, `per_file` each, rotating through the four formats."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = make_items(entries)
+    files = []
+    for number, start in enumerate(range(0, entries, per_file)):
+        fmt = list(RENDERERS)[number % len(RENDERERS)]
+        path = folder / f"{number:03d}-{fmt}.{'json' if fmt == 'hf' else 'xml'}"
+        path.write_text(RENDERERS[fmt](items[start : start + per_file]), encoding="utf-8")
+        files.append((fmt, path))
+    return files
+
+
+def bare_parse(files: list[tuple[str, Path]]) -> tuple[int, float]:
+    """Entries found and seconds taken by feedparser (XML, same options as ingest) and json.loads (JSON) alone."""
+    import feedparser
+
+    from digest.sources.xml import FEEDPARSER_OPTIONS
+
+    started, entries = time.perf_counter(), 0
+    for fmt, path in files:
+        data = path.read_bytes()
+        entries += len(json.loads(data)) if fmt == "hf" else len(feedparser.parse(data, **FEEDPARSER_OPTIONS).entries)
+    return entries, time.perf_counter() - started
+
+
+def bench_config(folder: Path, files: list[tuple[str, Path]]):
+    from digest.config import load_config
+
+    sources = [
+        f'[[sources]]\nname = "{path.stem}"\nkind = "{KINDS[fmt]}"\nurl = "{path}"\nquery = "cat:cs.CL"\nmax_results = 100000\n'
+        for fmt, path in files
+    ]
+    config_path = folder / "config.toml"
+    config_path.write_text('[database]\nurl = "sqlite:///bench.db"\n\n' + "\n".join(sources), encoding="utf-8")
+    return load_config(config_path)
+
+
+def timed_ingest(config, engine) -> tuple[object, float]:
+    from digest.pipeline import ingest
+
+    started = time.perf_counter()
+    report = ingest(config, engine, progress=False)
+    return report, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--per-file", type=int, default=500)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/digest-bench"))
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from digest.store import open_database
+
+    shutil.rmtree(args.dir, ignore_errors=True)
+    files = write_feeds(args.dir / "feeds", args.entries, args.per_file)
+    config = bench_config(args.dir, files)
+    engine = open_database(config.database_url)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    print(f"{len(files)} files, {args.entries} entries ({', '.join(sorted({fmt for fmt, _ in files}))})")
+
+    entries, bare_seconds = bare_parse(files)
+    report, first_seconds = timed_ingest(config, engine)
+    again, second_seconds = timed_ingest(config, engine)
+    bare_rate, first_rate, second_rate = entries / bare_seconds, entries / first_seconds, entries / second_seconds
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    failed = [str(result) for result in report.results + again.results if result.failed]
+    print(f"bare parse (feedparser/json.loads): {entries} entries in {bare_seconds:.2f} s = {bare_rate:,.0f} entries/s")
+    print(f"ingest into fresh SQLite:           {report.new} new in {first_seconds:.2f} s = {first_rate:,.0f} entries/s"
+          f"  (ratio to bare parse {first_rate / bare_rate:.2f})")
+    print(f"re-ingest (nothing new):            {again.new} new in {second_seconds:.2f} s = {second_rate:,.0f} entries/s"
+          f"  (ratio to bare parse {second_rate / bare_rate:.2f})")
+    print(f"peak memory (max RSS of the process): {peak_mb:.0f} MB")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    checks = {
+        ">= 2,500 entries/s": first_rate >= 2500,
+        "ratio >= 0.65": first_rate / bare_rate >= 0.65,
+        "peak < 500 MB": peak_mb < 500,
+        "re-ingest stored nothing new": again.new == 0 and report.new == entries,
+        "re-ingest at least as fast": second_rate >= first_rate,
+        "no source failed": not failed,
+    }
+    for name, ok in checks.items():
+        print(f"  [{'ok' if ok else 'MISSED'}] {name}")
+    if failed:
+        print("failures:", *failed, sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()

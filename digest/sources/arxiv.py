@@ -125,7 +125,8 @@ def read_api(source: SourceSettings, fetcher: Fetcher, _validators: Validators, 
     listing, start = Listing(), 0
     while start < source.max_results:
         size = min(source.page_size, source.max_results - start)
-        fetcher.pace("arxiv-api", fetcher.settings.arxiv_api_interval_seconds)
+        if not fetcher.is_local(source.url):
+            fetcher.pace("arxiv-api", fetcher.settings.arxiv_api_interval_seconds)
         fetched = fetcher.fetch(source.url, params={**query, "start": start, "max_results": size})
         page, total = parse_api_page(fetched.content)
         listing.entries += page.entries

@@ -60,16 +60,13 @@ class Listing:
         return len(self.entries) + len(self.invalid)
 
 
-WHITESPACE = re.compile(r"\s+")
-
-
 def clean_text(value: str | None) -> str:
     """Plain text for storing and showing: every HTML tag stripped, entities unescaped, whitespace collapsed."""
     if not value:
         return ""
     if "<" in value or "&" in value:
         value = html.unescape(nh3.clean(value, tags=set()))
-    return WHITESPACE.sub(" ", value).strip()
+    return " ".join(value.split())
 
 
 TITLE_NOISE = re.compile(r"[\W_]+")
@@ -77,8 +74,9 @@ TITLE_NOISE = re.compile(r"[\W_]+")
 
 def normalise_title(title: str) -> str:
     """Lower-case letters and digits only, single-spaced: the same title from two feeds compares equal."""
-    text = unicodedata.normalize("NFKD", title.casefold())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = title.casefold()
+    if not text.isascii():
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
     return TITLE_NOISE.sub(" ", text).strip()[:512]
 
 

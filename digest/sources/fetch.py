@@ -90,6 +90,9 @@ class Fetcher:
                 time.sleep(exc.wait if exc.wait is not None else self.settings.backoff_seconds * 2**attempt)
         raise AssertionError("unreachable")
 
+    def is_local(self, url: str) -> bool:
+        return local_path(url, self.base_dir) is not None
+
     def pace(self, service: str, interval: float) -> None:
         """Wait until `interval` seconds have passed since the last request to `service` (a polite API client)."""
         if (last := self.last_request.get(service)) is not None:

@@ -63,26 +63,31 @@ def store_batch(session: Session, source: str, entries: list[PaperEntry], now: d
     fresh = [entry for entry in entries if entry.key not in known]
     if fresh:
         rows = session.execute(
-            insert(Paper).returning(Paper.id, Paper.key, sort_by_parameter_order=True),
+            insert(Paper).returning(Paper.id, Paper.key),
             [new_paper_row(entry, now) for entry in fresh],
         )
         paper_ids.update({row.key: row.id for row in rows})
         counts.new += len(fresh)
-    changes = [paper_changes(known[entry.key], entry, now) for entry in entries if entry.key in known]
+    changes = [change for entry in entries if entry.key in known and (change := paper_changes(known[entry.key], entry))]
     if changes:
         counts.updated += sum("abstract" in change for change in changes)
         session.execute(update(Paper), changes)
+    if known:
+        seen_again = {row.id for row in known.values()}
+        session.execute(update(Paper).where(Paper.id.in_(seen_again)).values(last_seen_at=now))
     record_sightings(session, source, entries, paper_ids, now)
+
+
+KNOWN_COLUMNS = (Paper.id, Paper.key, Paper.version, Paper.title_norm, Paper.keywords, *(getattr(Paper, name) for name in SIGNALS))
 
 
 def known_papers(session: Session, entries: list[PaperEntry]) -> dict[str, Row]:
     """Stored papers for these entries, by entry key: matched on key, or for non-arXiv entries on title."""
-    columns = (Paper.id, Paper.key, Paper.version, Paper.categories, Paper.authors, Paper.title_norm)
     keys = [entry.key for entry in entries]
-    known = {row.key: row for row in session.execute(select(*columns).where(Paper.key.in_(keys)))}
+    known = {row.key: row for row in session.execute(select(*KNOWN_COLUMNS).where(Paper.key.in_(keys)))}
     by_title = {entry.title_norm: entry.key for entry in entries if entry.arxiv_id is None and entry.key not in known}
     if by_title:
-        query = select(*columns).where(Paper.title_norm.in_(by_title), Paper.arxiv_id.is_(None))
+        query = select(*KNOWN_COLUMNS).where(Paper.title_norm.in_(by_title), Paper.arxiv_id.is_(None))
         for row in session.execute(query):
             known.setdefault(by_title[row.title_norm], row)
     return known
@@ -115,51 +120,57 @@ def new_paper_row(entry: PaperEntry, now: datetime) -> dict[str, Any]:
     }
 
 
-def paper_changes(row: Row, entry: PaperEntry, now: datetime) -> dict[str, Any]:
-    """The update for a known paper: always when it was last seen and the source's signals; the text and
-    version when the entry is a newer version; categories and authors when the stored paper has none."""
-    change: dict[str, Any] = {"id": row.id, "last_seen_at": now}
-    change.update({name: getattr(entry, name) for name in SIGNALS if getattr(entry, name) is not None})
-    if entry.keywords:
+def paper_changes(row: Row, entry: PaperEntry) -> dict[str, Any] | None:
+    """The update a known paper needs, or None: signals (upvotes, stars...) that changed; the text and version
+    when the entry is a newer version; version, categories and authors when only an unversioned source (Hugging
+    Face, a blog) had listed it so far."""
+    change: dict[str, Any] = {
+        name: value for name in SIGNALS if (value := getattr(entry, name)) is not None and value != getattr(row, name)
+    }
+    if entry.keywords and entry.keywords != row.keywords:
         change["keywords"] = entry.keywords
-    if entry.categories and not row.categories:
-        change["categories"] = entry.categories
-    if entry.authors and not row.authors:
-        change["authors"] = entry.authors
     if entry.version and row.version is None:
-        change["version"] = entry.version
+        change.update(version=entry.version, **{name: getattr(entry, name) for name in ("categories", "authors") if getattr(entry, name)})
     elif entry.version and entry.version > row.version:
         change.update(
             version=entry.version,
             title=entry.title,
             title_norm=entry.title_norm,
             abstract=entry.abstract,
-            updated_at=entry.updated_at or entry.published_at or now,
+            updated_at=entry.updated_at or entry.published_at,
         )
-    return change
+    return {"id": row.id, **change} if change else None
 
 
 def record_sightings(
     session: Session, source: str, entries: list[PaperEntry], paper_ids: dict[str, int], now: datetime
 ) -> None:
-    """One sighting per paper and source: inserted the first time, its last-seen time moved on after that."""
+    """One sighting per paper and source: inserted the first time; after that its last-seen time moves on and
+    its announce type follows the latest listing."""
     by_paper = {paper_ids[entry.key]: entry for entry in entries}
-    seen_before = set(
-        session.scalars(select(Sighting.paper_id).where(Sighting.source == source, Sighting.paper_id.in_(by_paper)))
+    query = select(Sighting.paper_id, Sighting.announce_type).where(
+        Sighting.source == source, Sighting.paper_id.in_(by_paper)
     )
+    seen_before = dict(session.execute(query).all())
     fresh = [sighting_row(paper_id, source, entry, now) for paper_id, entry in by_paper.items() if paper_id not in seen_before]
     if fresh:
         session.execute(insert(Sighting), fresh)
     if seen_before:
-        again = (
+        session.execute(
+            update(Sighting).where(Sighting.source == source, Sighting.paper_id.in_(seen_before)).values(last_seen_at=now)
+        )
+    retyped = [
+        {"seen_paper_id": paper_id, "seen_announce_type": by_paper[paper_id].announce_type}
+        for paper_id, announce_type in seen_before.items()
+        if by_paper[paper_id].announce_type != announce_type
+    ]
+    if retyped:
+        statement = (
             update(Sighting)
             .where(Sighting.source == source, Sighting.paper_id == bindparam("seen_paper_id"))
-            .values(last_seen_at=now, announce_type=bindparam("seen_announce_type"))
+            .values(announce_type=bindparam("seen_announce_type"))
         )
-        session.connection().execute(
-            again,
-            [{"seen_paper_id": pid, "seen_announce_type": by_paper[pid].announce_type} for pid in seen_before],
-        )
+        session.connection().execute(statement, retyped)
 
 
 def sighting_row(paper_id: int, source: str, entry: PaperEntry, now: datetime) -> dict[str, Any]:
