@@ -11,7 +11,6 @@ Prints messages per second and the sender's peak RSS after `checkpoint` messages
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource

@@ -71,6 +71,3 @@ class Links:
     def one_click_url(self, subscriber_id: int, email: str) -> str:
         """The RFC 8058 target of `List-Unsubscribe`: a POST here unsubscribes at once."""
         return self.url("/unsubscribe/one-click", token=self.token(UNSUBSCRIBE, subscriber_id, email))
-
-    def archive_url(self) -> str:
-        return self.url("/archive/")
