@@ -266,6 +266,17 @@ def test_an_edition_past_its_send_by_age_is_not_sent(setup, smtp):
     assert {row.error for row in rows(engine).values()} == {"edition older than send_by_hours (24)"}
 
 
+def test_an_empty_edition_is_sent_to_nobody(setup, smtp):
+    config, engine = setup()
+    edition_id = add_edition(engine)
+    with session_scope(engine) as session:
+        edition = session.get(Edition, edition_id)
+        edition.status, edition.empty_reason, edition.content = "empty", "no new papers", {"themes": []}
+    add_subscribers(engine, 2)
+    report = send_edition(config, engine, edition_id, progress=False)
+    assert (report.queued, report.sent) == (0, 0) and "no new papers" in report.note and not smtp.messages
+
+
 def test_hourly_rate_limit_holds_across_runs(setup, smtp):
     config, engine = setup(rate_per_hour=2)
     edition_id = add_edition(engine)

@@ -117,6 +117,9 @@ def send_queued(config: Config, engine: Engine, edition: Edition, composer: Comp
                 progress: bool = True) -> SendReport:
     """Queue the edition's missing outbox rows and send every due row (at most `limit`)."""
     report = SendReport(edition.id)
+    if edition.status != "ready":
+        report.note = f"edition is {edition.status}: {edition.empty_reason or 'no papers'}; nothing to send"
+        return report
     with session_scope(engine) as session:
         report.queued = outbox.queue_edition(session, edition, config.email.list_id)
     if too_old(config, edition):

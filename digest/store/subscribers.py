@@ -245,7 +245,9 @@ def edition_theme_names(edition: Edition) -> set[str]:
 
 def eligible_subscribers(session: Session, edition: Edition) -> Iterator[Subscriber]:
     """Confirmed subscribers whose frequency takes this edition's period and whose themes overlap its themes
-    (no themes chosen = all), streamed in id order."""
+    (no themes chosen = all), streamed in id order. None for an edition that is not ready (empty)."""
+    if edition.status != "ready":
+        return
     themes = edition_theme_names(edition)
     query = (
         select(Subscriber)
