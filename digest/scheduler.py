@@ -26,10 +26,9 @@ def ingest_job(config: Config, engine: Engine) -> None:
 
 
 def edition_job(period: str) -> Callable[[Config, Engine], None]:
-    """A job that themes and summarises new papers, then builds the period's edition and sends it."""
+    """A job that builds the period's edition (theming and summarising its papers first) and sends it."""
 
     def run(config: Config, engine: Engine) -> None:
-        pipeline.assign_and_summarise(config, engine)
         edition = pipeline.build_edition(config, engine, period)
         if edition.status != "ready":
             log.info("%s edition %s: nothing to send (%s)", period, edition.start_date, edition.empty_reason)
