@@ -45,12 +45,16 @@ log = logging.getLogger(__name__)
 class RateLimit:
     """At most `limit` events per key in any sliding hour, counted in this process's memory."""
 
+    MAX_KEYS = 100_000
+
     def __init__(self, limit: int, window_seconds: float = 3600.0) -> None:
         self.limit, self.window = limit, window_seconds
         self.events: dict[str, deque[float]] = defaultdict(deque)
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
+        if len(self.events) >= self.MAX_KEYS:
+            self.forget_before(now - self.window)
         events = self.events[key]
         while events and events[0] <= now - self.window:
             events.popleft()
@@ -58,6 +62,11 @@ class RateLimit:
             return False
         events.append(now)
         return True
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop keys with no event in the window, so memory stays bounded under a flood of new addresses."""
+        for key in [key for key, events in self.events.items() if not events or events[-1] <= cutoff]:
+            del self.events[key]
 
 
 class Pages:
