@@ -73,6 +73,9 @@ class Fetcher:
         return self
 
     def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.client.close()
 
     def fetch(self, url: str, validators: Validators = Validators(), params: dict | None = None) -> Fetched:
