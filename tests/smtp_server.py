@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import warnings
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -23,8 +22,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
-# With implicit TLS the whole connection is encrypted, but aiosmtpd only knows about STARTTLS and warns.
-warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
 
 
 def free_port() -> int:
