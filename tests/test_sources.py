@@ -198,6 +198,14 @@ def test_titles_normalise_across_case_punctuation_and_accents():
     assert normalise_title("Café") == "cafe"
 
 
+def test_very_long_links_get_a_hashed_key_that_fits_the_column():
+    from digest.sources.feed import entry_key
+
+    key = entry_key("https://example.org/" + "a" * 600, None, "Long")
+    assert key.startswith("url:sha256:") and len(key) < 512
+    assert key == entry_key("https://example.org/" + "a" * 600 + "/", None, "Long")
+
+
 def test_links_normalise_without_scheme_www_tracking_or_trailing_slash():
     assert normalise_url("https://www.Example.org/a/?utm_source=x&id=3#frag") == "example.org/a?id=3"
     assert normalise_url("http://example.org/a") == "example.org/a"

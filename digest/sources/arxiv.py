@@ -105,7 +105,7 @@ def listing_entry(item: feedparser.FeedParserDict) -> PaperEntry:
 def announce_type(item: feedparser.FeedParserDict, description: str) -> str | None:
     """`arxiv:announce_type`, or the `Announce Type:` line of the description when the element is missing."""
     if value := item.get("arxiv_announce_type"):
-        return value.strip()
+        return value.strip()[:32]
     match = ANNOUNCE_TYPE.search(description[:120])
     return match.group(1) if match else None
 

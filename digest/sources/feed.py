@@ -6,6 +6,7 @@ papers."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -18,6 +19,7 @@ from digest.sources.fetch import Fetcher, Validators
 from digest.sources.xml import entry_time, parse_xml_feed
 
 ARXIV_HOSTS = ("arxiv.org", "export.arxiv.org")
+MAX_KEY_LENGTH = 512
 
 
 def read_feed(source: SourceSettings, fetcher: Fetcher, validators: Validators, _today: date) -> Listing:
@@ -71,10 +73,16 @@ def entry_key(link: str | None, guid: str | None, title: str) -> str:
     if arxiv_id:
         return arxiv_key(arxiv_id)
     if link:
-        return f"url:{normalise_url(link)}"
+        return bounded_key("url", normalise_url(link))
     if guid:
-        return f"guid:{guid}"
+        return bounded_key("guid", guid)
     raise InvalidEntry(f"{title[:80]!r} has neither a link nor an id")
+
+
+def bounded_key(prefix: str, value: str) -> str:
+    """`prefix:value`, or `prefix:sha256:<digest>` when that would not fit the 512-character key column."""
+    key = f"{prefix}:{value}"
+    return key if len(key) <= MAX_KEY_LENGTH else f"{prefix}:sha256:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def arxiv_link_id(link: str | None) -> tuple[str | None, int | None]:
