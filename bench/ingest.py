@@ -273,7 +273,7 @@ def bare_parse(files: list[tuple[str, Path]]) -> tuple[int, float]:
     """Entries found and seconds taken by feedparser (XML, same options as ingest) and json.loads (JSON) alone."""
     import feedparser
 
-    from digest.sources.xml import FEEDPARSER_OPTIONS
+    from digest.sources.xmlfeed import FEEDPARSER_OPTIONS
 
     started, entries = time.perf_counter(), 0
     for fmt, path in files:

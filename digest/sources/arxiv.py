@@ -15,7 +15,7 @@ from digest.config import SourceSettings
 from digest.errors import FeedError
 from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, split_authors
 from digest.sources.fetch import Fetched, Fetcher, Validators
-from digest.sources.xml import entry_time, parse_xml_feed
+from digest.sources.xmlfeed import entry_time, parse_xml_feed
 
 ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?")
 ANNOUNCE_TYPE = re.compile(r"Announce Type:\s*([\w-]+)")

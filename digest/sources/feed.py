@@ -16,7 +16,7 @@ from digest.config import SourceSettings
 from digest.sources.arxiv import arxiv_key, arxiv_links, listing_from, parse_arxiv_id
 from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text
 from digest.sources.fetch import Fetcher, Validators
-from digest.sources.xml import entry_time, parse_xml_feed
+from digest.sources.xmlfeed import entry_time, parse_xml_feed
 
 ARXIV_HOSTS = ("arxiv.org", "export.arxiv.org")
 MAX_KEY_LENGTH = 512

@@ -41,7 +41,6 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     not_modified: bool = False
-    content_type: str = ""
 
     @property
     def is_local(self) -> bool:
@@ -83,15 +82,15 @@ class Fetcher:
         path = local_path(url, self.base_dir)
         if path is not None:
             return Fetched(content=self.read_file(path))
-        attempts = self.settings.retries + 1
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 return self.get_once(url, validators, params)
             except RetryableError as exc:
-                if attempt + 1 == attempts:
-                    raise FeedError(f"{url}: {exc} (gave up after {attempts} attempts)") from None
-                time.sleep(exc.wait if exc.wait is not None else self.settings.backoff_seconds * 2**attempt)
-        raise AssertionError("unreachable")
+                attempt += 1
+                if attempt > self.settings.retries:
+                    raise FeedError(f"{url}: {exc} (gave up after {attempt} attempts)") from None
+                time.sleep(exc.wait if exc.wait is not None else self.settings.backoff_seconds * 2 ** (attempt - 1))
 
     def is_local(self, url: str) -> bool:
         return local_path(url, self.base_dir) is not None
@@ -139,7 +138,6 @@ class Fetcher:
             http_status=status,
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
-            content_type=response.headers.get("Content-Type", ""),
         )
 
     def read_capped(self, url: str, response: httpx.Response) -> bytes:
