@@ -160,7 +160,7 @@ ALL_KINDS = (
     local("rss", "arxiv-rss", "arxiv_rss.xml"),
     local("atom", "arxiv-rss", "arxiv_atom.xml"),
     local("hf", "hf-daily", "hf_daily.json"),
-    local("blog", "feed", "blog_atom.xml"),
+    source_toml("blog", "feed", (FIXTURES / "blog_atom.xml").as_uri()),
 )
 
 
