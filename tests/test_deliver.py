@@ -259,6 +259,18 @@ def test_unsubscribing_mid_send_suppresses_the_rest(setup, smtp):
     assert received_by(smtp) == {"reader0@example.com": 1, "reader2@example.com": 1}
 
 
+def test_a_slow_server_makes_the_sender_hand_back_rows_before_its_lease_ends(setup, smtp):
+    config, engine = setup(claim_lease_seconds=1, timeout_seconds=0.5, claim_batch=10)
+    edition_id = add_edition(engine)
+    readers = add_subscribers(engine, 4)
+    smtp.handler.delay_seconds = 0.3  # only two sends fit in the 0.5 s a batch may be held
+
+    report = send_edition(config, engine, edition_id, progress=False)
+
+    assert report.sent == 4 and received_by(smtp) == {reader: 1 for reader in readers}
+    assert {row.attempts for row in rows(engine).values()} == {1}
+
+
 def test_an_edition_past_its_send_by_age_is_not_sent(setup, smtp):
     config, engine = setup(send_by_hours=24)
     edition_id = add_edition(engine, age_hours=30)

@@ -4,7 +4,9 @@ Exactly-once bound: rows are claimed in small batches, but each row is marked `s
 after the server accepts it. If a sender is killed, the only row that can reach a reader twice is the one whose
 DATA reply arrived but whose commit did not happen: at most one per killed sender. Rows it had claimed but not
 sent stay `sending` until `[email] claim_lease_seconds` has passed, then any sender takes them over (they are
-retried: at-least-once for that single in-flight row, rather than losing it).
+retried: at-least-once for that single in-flight row, rather than losing it). A live sender never starts a send
+it might not finish inside its lease: past `lease - timeout` it hands the rest of its batch back and claims
+again, so a slow server cannot let a second sender take over a row the first is still sending.
 """
 
 from __future__ import annotations
@@ -176,15 +178,29 @@ class Sender:
                 self.report.skipped += skipped
                 if not claims and not skipped:
                     break
+                deadline = time.monotonic() + self.safe_hold
                 for claim in claims:
+                    if time.monotonic() > deadline:
+                        break
                     self.deliver(claim)
                     done += 1
                     self.advance()
+                self.release()
         except HourlyLimitReached:
             self.report.note = f"hourly limit of {self.config.email.rate_per_hour} reached; run again later"
         finally:
-            with session_scope(self.engine) as session:
-                outbox.release_claims(session, self.worker)
+            self.release()
+
+    @property
+    def safe_hold(self) -> float:
+        """How long after claiming a batch a new send may still start and finish within the lease."""
+        lease = self.config.email.claim_lease_seconds
+        return lease - min(self.config.email.timeout_seconds, lease / 2)
+
+    def release(self) -> None:
+        """Hand back this sender's claimed but unsent rows."""
+        with session_scope(self.engine) as session:
+            outbox.release_claims(session, self.worker)
 
     def claim(self, limit: int | None, done: int) -> tuple[list[outbox.Claim], int]:
         """Claim the next batch, as large as the rate limits allow now (waiting while they allow none)."""
