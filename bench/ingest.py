@@ -18,7 +18,6 @@ import random
 import resource
 import shutil
 import sys
-import threading
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -282,7 +281,7 @@ def bare_parse(files: list[tuple[str, Path]]) -> tuple[int, float]:
     return entries, time.perf_counter() - started
 
 
-def bench_config(folder: Path, files: list[tuple[str, Path]], workers: int | None):
+def bench_config(folder: Path, files: list[tuple[str, Path]]):
     from digest.config import load_config
 
     sources = [
@@ -290,8 +289,7 @@ def bench_config(folder: Path, files: list[tuple[str, Path]], workers: int | Non
         for fmt, path in files
     ]
     config_path = folder / "config.toml"
-    ingest = f"[ingest]\nworkers = {workers}\n" if workers else ""
-    config_path.write_text('[database]\nurl = "sqlite:///bench.db"\n' + ingest + "\n" + "\n".join(sources), encoding="utf-8")
+    config_path.write_text('[database]\nurl = "sqlite:///bench.db"\n\n' + "\n".join(sources), encoding="utf-8")
     return load_config(config_path)
 
 
@@ -303,80 +301,30 @@ def timed_ingest(config, engine) -> tuple[object, float]:
     return report, time.perf_counter() - started
 
 
-class WorkerMemory:
-    """Samples the peak resident memory (VmHWM) of every process descended from this one while it runs:
-    the ingest's worker processes are grandchildren (via the forkserver), which getrusage cannot see."""
-
-    def __init__(self) -> None:
-        self.peaks: dict[int, int] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-
-    def __enter__(self) -> WorkerMemory:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def watch(self) -> None:
-        while not self.stop.wait(0.25):
-            for pid in descendants(os.getpid()):
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
-                    continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]))
-
-    @property
-    def largest_mb(self) -> float:
-        return max(self.peaks.values(), default=0) / 1024
-
-
-def descendants(root: int) -> list[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--per-file", type=int, default=500)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/digest-bench"))
-    parser.add_argument("--workers", type=int, help="[ingest] workers (default: the config default)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from digest.store import open_database
 
     shutil.rmtree(args.dir, ignore_errors=True)
     files = write_feeds(args.dir / "feeds", args.entries, args.per_file)
-    config = bench_config(args.dir, files, args.workers)
+    config = bench_config(args.dir, files)
     engine = open_database(config.database_url)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     print(f"{len(files)} files, {args.entries} entries ({', '.join(sorted({fmt for fmt, _ in files}))});"
-          f" [ingest] workers = {config.ingest.workers}")
+          f" ingested by one process")
 
     # The machine may be shared: each ingest is compared with bare parses run just before and just after it.
     entries, bare_before = bare_parse(files)
-    with WorkerMemory() as workers:
-        report, first_seconds = timed_ingest(config, engine)
-        _, bare_between = bare_parse(files)
-        again, second_seconds = timed_ingest(config, engine)
+    report, first_seconds = timed_ingest(config, engine)
+    _, bare_between = bare_parse(files)
+    again, second_seconds = timed_ingest(config, engine)
     _, bare_after = bare_parse(files)
-    own_mb, worker_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, workers.largest_mb
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     bare_rates = [entries / seconds for seconds in (bare_before, bare_between, bare_after)]
     first_rate, second_rate = entries / first_seconds, entries / second_seconds
@@ -389,12 +337,12 @@ def main() -> None:
           f" (ratio to bare parse {first_ratio:.2f})")
     print(f"re-ingest:                {again.new} new in {second_seconds:.2f} s = {second_rate:,.0f} entries/s"
           f" (ratio to bare parse {second_ratio:.2f})")
-    print(f"peak memory (max RSS): {own_mb:.0f} MB main process, {worker_mb:.0f} MB largest worker process")
+    print(f"peak memory (max RSS of the process): {peak_mb:.0f} MB")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     checks = {
         ">= 2,500 entries/s": first_rate >= 2500,
         "ratio >= 0.65": first_ratio >= 0.65,
-        "peak < 500 MB": max(own_mb, worker_mb) < 500,
+        "peak < 500 MB": peak_mb < 500,
         "re-ingest stored nothing new": again.new == 0 and report.new == entries,
         "re-ingest at least as fast": second_rate >= first_rate,
         "no source failed": not failed,

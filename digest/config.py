@@ -57,8 +57,6 @@ class IngestSettings(Section):
     backoff_seconds: float = Field(1.0, ge=0)
     max_bytes: int = Field(20_000_000, gt=0)
     arxiv_api_interval_seconds: float = Field(3.0, ge=0)
-    # Processes that fetch and parse sources in parallel while the main one stores; 1 = no extra processes.
-    workers: int = Field(1, ge=1)
 
 
 SourceKind = Literal["arxiv-rss", "arxiv-api", "hf-daily", "feed"]

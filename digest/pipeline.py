@@ -19,8 +19,8 @@ from digest.errors import DigestError, RenderError
 from digest.models import Edition, Paper, utcnow
 from digest.render import EditionRenderer, archive
 from digest.render import edition as editions
-from digest.sources import Listing
-from digest.sources.reader import SourceReader
+from digest.sources import Listing, read_source
+from digest.sources.fetch import Fetcher
 from digest.store import editions as store_editions
 from digest.store import papers as store_papers
 from digest.store import session_scope
@@ -211,16 +211,12 @@ def ingest(config: Config, engine: Engine, source_names: list[str] | None = None
     """Fetch every enabled source (or the named ones) and store what is new. Each source is independent:
     one that fails is recorded in the fetch log and reported, and the others still run."""
     sources = [config.source(name) for name in source_names] if source_names else [s for s in config.sources if s.enabled]
-    with session_scope(engine) as session:
-        validators = {source.name: store_papers.saved_validators(session, source.name, source.url) for source in sources}
-    today = utcnow().astimezone(config.timezone).date()
     report = IngestReport()
-    with SourceReader(config.ingest, config.base_dir, today) as reader, ingest_progress(progress) as bar:
-        reader.start(sources, validators)
+    with Fetcher(config.ingest, config.base_dir) as fetcher, ingest_progress(progress) as bar:
         task = bar.add_task("Ingesting", total=len(sources))
         for source in sources:
             bar.update(task, description=f"Ingesting {source.name}")
-            report.results.append(ingest_source(engine, source, reader))
+            report.results.append(ingest_source(config, engine, source, fetcher))
             bar.advance(task)
     return report
 
@@ -230,21 +226,24 @@ def ingest_progress(enabled: bool) -> Progress:
     return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=True)
 
 
-def ingest_source(engine: Engine, source: SourceSettings, reader: SourceReader) -> SourceResult:
+def ingest_source(config: Config, engine: Engine, source: SourceSettings, fetcher: Fetcher) -> SourceResult:
     """Read one source and store its entries together with its fetch-log row (and so its ETag) in one
     transaction. A failure is recorded in a transaction of its own, without an ETag."""
     started = utcnow()
+    url = source.url
     try:
-        listing = reader.read(source)
+        with session_scope(engine) as session:
+            validators = store_papers.saved_validators(session, source.name, url)
+        listing = read_source(source, fetcher, validators, started.astimezone(config.timezone).date())
         with session_scope(engine) as session:
             counts = store_papers.store_entries(session, source.name, listing.entries, started)
             result = listing_result(source.name, listing, counts)
-            store_papers.record_fetch(session, source.name, source.url, started, result.status, **fetch_fields(listing, result))
+            store_papers.record_fetch(session, source.name, url, started, result.status, **fetch_fields(listing, result))
         return result
     except (DigestError, SQLAlchemyError) as exc:
         result = SourceResult(source.name, "error", error=error_message(exc))
         with session_scope(engine) as session:
-            store_papers.record_fetch(session, source.name, source.url, started, "error", finished_at=utcnow(), error=result.error)
+            store_papers.record_fetch(session, source.name, url, started, "error", finished_at=utcnow(), error=result.error)
         return result
 
 

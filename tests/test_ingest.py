@@ -143,8 +143,8 @@ def source_toml(name: str, kind: str, url: str, **extra: object) -> str:
 def setup(write_config):
     """Write a config with fast fetch limits and the given sources; return (config, engine)."""
 
-    def make(*sources: str, database: str = "sqlite:///digest.db", workers: int = 1):
-        base = f'[database]\nurl = "{database}"\n' + FAST_INGEST + f"workers = {workers}\n"
+    def make(*sources: str, database: str = "sqlite:///digest.db"):
+        base = f'[database]\nurl = "{database}"\n' + FAST_INGEST
         config = load_config(write_config("\n".join(sources), base=base))
         return config, open_database(config.database_url)
 
@@ -183,9 +183,8 @@ def count(engine, model) -> int:
 # --- Every kind, dedup, replace, idempotence ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_every_source_kind_is_stored_once_per_paper(setup, workers):
-    config, engine = setup(*ALL_KINDS, workers=workers)
+def test_every_source_kind_is_stored_once_per_paper(setup):
+    config, engine = setup(*ALL_KINDS)
     report = ingest(config, engine, progress=False)
     assert results(report) == {
         "api": ("ok", 3, 0, 0),
@@ -379,7 +378,6 @@ def test_each_bad_input_is_reported_by_source_and_the_rest_is_stored(setup):
         local("weekend", "arxiv-rss", "arxiv_rss_empty.xml"),
         local("feed-error", "arxiv-rss", "arxiv_feed_error.xml"),
         source_toml("no-file", "arxiv-rss", str(FIXTURES / "does-not-exist.xml")),
-        workers=2,
     )
     report = ingest(config, engine, progress=False)
     by_source = {r.source: r for r in report.results}
@@ -439,18 +437,3 @@ def test_postgresql_stores_the_same_papers(setup, postgres_url):
     assert again.new == 0 and count(engine, Paper) == 11
     assert sorted(s.source for s in paper(engine, "arxiv:2407.01002").sightings) == ["atom", "hf", "rss"]
 
-
-def test_arxiv_api_sources_are_read_in_this_process_to_keep_their_pace(server):
-    from digest.config import IngestSettings, SourceSettings
-    from digest.sources.fetch import Validators
-    from digest.sources.reader import SourceReader
-
-    sources = [
-        SourceSettings(name="api", kind="arxiv-api", url=server.url("/api/query"), query="cat:cs.CL"),
-        SourceSettings(name="rss", kind="arxiv-rss", url=str(FIXTURES / "arxiv_rss.xml")),
-        SourceSettings(name="hf", kind="hf-daily", url=str(FIXTURES / "hf_daily.json")),
-    ]
-    with SourceReader(IngestSettings(workers=2), FIXTURES, datetime.now(timezone.utc).date()) as reader:
-        reader.start(sources, {source.name: Validators() for source in sources})
-        assert set(reader.futures) == {"rss", "hf"}
-        assert len(reader.read(sources[1]).entries) == 6
