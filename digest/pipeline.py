@@ -286,4 +286,14 @@ def error_message(exc: Exception) -> str:
 def paper_listing(engine: Engine, since: datetime | None = None, source: str | None = None) -> list[dict]:
     """`digest papers`: the stored papers as dicts, newest first. Later stages add their keys here."""
     with session_scope(engine) as session:
-        return [store_papers.paper_to_dict(paper) for paper in store_papers.list_papers(session, since, source)]
+        papers = store_papers.list_papers(session, since, source)
+        themes = store_themes.assignments_for(session, [p.id for p in papers])
+        tldrs = store_themes.newest_tldrs(session, [p.id for p in papers])
+        return [
+            store_papers.paper_to_dict(paper)
+            | {
+                "themes": [{"name": a.theme, "reason": a.reason, "score": a.score} for a in themes.get(paper.id, [])],
+                "tldr": tldrs[paper.id].text if paper.id in tldrs else None,
+            }
+            for paper in papers
+        ]

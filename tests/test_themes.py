@@ -194,3 +194,18 @@ def test_themes_command_lists_counts_and_top_papers(themed, engine):
     image = listing[0]
     assert image["papers"] == 3 and len(image["top"]) == 2
     assert image["top"][0]["tldr"] and image["top"][0]["reason"].startswith("matched keywords:")
+
+
+def test_papers_json_shows_themes_with_reasons_and_the_tldr(themed, engine):
+    from typer.testing import CliRunner
+
+    from digest.cli import app
+
+    add_papers(engine, corpus_rows([REASONING_PAPER]))
+    pipeline.assign_and_summarise(themed, engine)
+    result = CliRunner().invoke(app, ["papers", "--json"])
+    assert result.exit_code == 0, result.output
+    [paper] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert paper["themes"][0]["name"] == "LLM reasoning"
+    assert paper["themes"][0]["reason"].startswith("matched keywords: chain-of-thought")
+    assert paper["tldr"] and len(paper["tldr"].split()) <= 30

@@ -128,3 +128,13 @@ def tldrs_for(session: Session, paper_ids: Iterable[int], config: Config) -> dic
     identity = summary_identity(config.summariser, "tldr")
     found = find_summaries(session, "tldr", [paper_subject(i) for i in ids], identity)
     return {rows[0].paper_id: rows[0] for rows in found.values()}
+
+
+def newest_tldrs(session: Session, paper_ids: Iterable[int]) -> dict[int, Summary]:
+    """The newest TL;DR per paper, whichever summariser made it (for listings that have no config at hand)."""
+    ids = list(paper_ids)
+    query = select(Summary).where(Summary.kind == "tldr", Summary.paper_id.in_(ids))
+    newest: dict[int, Summary] = {}
+    for row in session.scalars(query.order_by(Summary.created_at, Summary.id)):
+        newest[row.paper_id] = row
+    return newest

@@ -1,0 +1,192 @@
+"""Summariser benchmark: TL;DRs for abstracts from the shared corpus with the default model and settings, against a
+naive baseline, on this machine's CPU.
+
+    python bench/summarise.py [--count 200] [--baseline-count 100] [--ablations 0]
+
+1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
+   again from the warm cache and times that.
+2. Summarises `--count` abstracts through the real path (`summarise_papers`: batched generation, grounding check,
+   stricter retry, extractive fallback, storage in a fresh SQLite database): abstracts/s, methods, pass rates.
+3. Runs the same again: everything is cached, nothing is generated.
+4. Baseline: the first `--baseline-count` of the same abstracts one at a time, float32, the whole abstract in the
+   prompt, plain `model.generate` (greedy, same max_new_tokens). Prints abstracts/s and the ratio.
+5. With `--ablations N`: the first N abstracts through single variants of the generation settings, to show what
+   each choice is worth.
+
+The load average is printed at the start and end: the figures are only comparable on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CORPUS = ROOT.parent / "shared" / "corpus" / "papers.jsonl"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from sqlalchemy import select  # noqa: E402
+
+from digest.config import parse_config  # noqa: E402
+from digest.models import Paper, Summary  # noqa: E402
+from digest.store import open_database, session_scope  # noqa: E402
+from digest.summarise import huggingface, prompts  # noqa: E402
+from digest.summarise.core import get_summariser, summarise_papers, tldr_task  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def corpus_rows(count: int) -> list[dict]:
+    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+    if len(rows) < count:
+        sys.exit(f"the corpus has only {len(rows)} abstracts")
+    return rows[:count]
+
+
+def store_papers(engine, rows: list[dict]) -> list[Paper]:
+    with session_scope(engine) as session:
+        papers = [
+            Paper(key=f"bench:{i}", title=row["title"], title_norm=row["title"].lower(), abstract=row["abstract"])
+            for i, row in enumerate(rows)
+        ]
+        session.add_all(papers)
+    return papers
+
+
+def timed(action):
+    started = time.perf_counter()
+    result = action()
+    elapsed = time.perf_counter() - started
+    return result, elapsed
+
+
+def model_loads(config) -> tuple[Path, float]:
+    """Load once (converting into the cache if it is cold), then time a load from the warm cache; return the
+    converted model's folder and the warm load time."""
+    cold, first = timed(lambda: huggingface.TransformersSummariser(config.summariser, config).load())
+    folder = huggingface.converted_folder(
+        huggingface.resolve_source(config.summariser.model, None, config.base_dir),
+        cold[1].dtype,
+        huggingface.default_cache_dir(),
+    )
+    print(f"model: {config.summariser.model} -> {folder} ({cold[1].dtype}, device {cold[1].device})")
+    print(f"first load (converts the GGUF if the cache was cold): {first:.1f} s")
+    _, warm = timed(lambda: huggingface.TransformersSummariser(config.summariser, config).load())
+    print(f"model load, warm disk cache: {warm:.2f} s  (target < 5 s)")
+    return folder, warm
+
+
+def main_run(config, engine, papers) -> float:
+    report, elapsed = timed(lambda: summarise_papers(config, engine, papers))
+    rate = len(papers) / elapsed
+    by_model = report.methods.get("model", 0) + report.methods.get("model-strict", 0)
+    with session_scope(engine) as session:
+        grounded = sum(session.scalars(select(Summary.grounded).where(Summary.kind == "tldr")))
+    print(f"\nTL;DRs, default settings: {len(papers)} abstracts in {elapsed:.1f} s = {rate:.2f} abstracts/s  (target >= 2.5)")
+    print(f"  methods: {report.methods}")
+    print(f"  model answers that passed the grounding check (first try or strict retry): {by_model}/{len(papers)}")
+    print(f"  grounding pass rate after regeneration and fallback: {100 * grounded / len(papers):.1f}%  (target >= 95%)")
+    print(f"  peak memory (RSS) so far: {peak_rss_mb():.0f} MB  (target < 2500 MB)")
+    return rate
+
+
+def second_run(config, engine, papers) -> None:
+    report, elapsed = timed(lambda: summarise_papers(config, engine, papers))
+    print(f"\nsecond run over the same abstracts: {elapsed:.2f} s, {report.reused} reused, {report.written} generated  (target < 2 s)")
+
+
+def baseline(folder: Path, config, rows: list[dict], count: int) -> float:
+    """One abstract at a time, float32 (the converted model upcast), whole abstract, plain generate."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True).eval()
+    started = time.perf_counter()
+    for row in rows[:count]:
+        task = tldr_task(Paper(title=row["title"], abstract=row["abstract"]), config.summariser)
+        chat = [{"role": "system", "content": prompts.SYSTEM},
+                {"role": "user", "content": f"Title: {task.title}\nAbstract: {task.source}\n\n"
+                 f"In one sentence of at most {task.max_words} words, say what the paper does and its main result."}]
+        encoded = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.inference_mode():
+            model.generate(**encoded, max_new_tokens=config.summariser.max_new_tokens, do_sample=False)
+    elapsed = time.perf_counter() - started
+    rate = count / elapsed
+    print(f"\nnaive baseline (one at a time, float32, whole abstract, plain generate): {count} abstracts in {elapsed:.1f} s = {rate:.3f} abstracts/s")
+    return rate
+
+
+def ablations(config, rows: list[dict], count: int) -> None:
+    """Generation only (no grounding, no storage): the default, then one setting changed at a time."""
+    variants = [
+        ("default (bf16 where supported, batch 16, excerpt prompt, stop at sentence end)", {}),
+        ("float32 instead", {"dtype": "float32"}),
+        ("batch size 4", {"batch_size": 4}),
+        ("batch size 32", {"batch_size": 32}),
+    ]
+    tasks = [tldr_task(Paper(title=r["title"], abstract=r["abstract"]), config.summariser) for r in rows[:count]]
+    print(f"\nablations, generation only, {count} abstracts each:")
+    for label, change in variants:
+        settings = config.summariser.model_copy(update=change)
+        summariser = get_summariser(config.model_copy(update={"summariser": settings}))
+        summariser.load()
+        _, elapsed = timed(lambda: summariser.summarise(tasks))
+        print(f"  {label}: {count / elapsed:.2f} abstracts/s")
+    whole = [t.__class__(kind=t.kind, title=t.title, source=t.source, max_words=t.max_words) for t in tasks]
+    summariser = get_summariser(config)
+    original = prompts.EXCERPT_SENTENCES
+    prompts.EXCERPT_SENTENCES = 1000  # every sentence: the whole abstract
+    try:
+        _, elapsed = timed(lambda: summariser.summarise(whole))
+    finally:
+        prompts.EXCERPT_SENTENCES = original
+    print(f"  whole abstract in the prompt instead of the excerpt: {count / elapsed:.2f} abstracts/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200)")
+    parser.add_argument("--baseline-count", type=int, default=100,
+                        help="abstracts for the naive baseline, the first of those summarised (default 100; it runs "
+                        "about 5x slower than the default path)")
+    parser.add_argument("--ablations", type=int, default=0, help="abstracts per ablation variant (default 0: none)")
+    args = parser.parse_args()
+
+    import torch
+
+    print(f"load average at start: {load_average()}  (cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()})")
+    rows = corpus_rows(max(args.count, args.baseline_count, args.ablations))
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
+        config = parse_config({"database": {"url": f"sqlite:///{workdir}/bench.db"}}, Path(workdir) / "config.toml")
+        engine = open_database(config.database_url)
+        papers = store_papers(engine, rows[: args.count])
+        folder, warm = model_loads(config)
+        rate = main_run(config, engine, papers)
+        second_run(config, engine, papers)
+        base = baseline(folder, config, rows, args.baseline_count) if args.baseline_count else None
+        if base:
+            scope = "same abstracts" if args.baseline_count == args.count else f"first {args.baseline_count} of them"
+            print(f"speed-up over the naive baseline ({scope}): {rate / base:.1f}x  (target >= 5)")
+        if args.ablations:
+            ablations(config, rows, args.ablations)
+    print(f"\npeak memory (RSS) of the whole run: {peak_rss_mb():.0f} MB; warm model load {warm:.2f} s")
+    print(f"load average at end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
