@@ -19,7 +19,6 @@ import resource
 import shutil
 import sys
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

@@ -13,8 +13,8 @@ import feedparser
 
 from digest.config import SourceSettings
 from digest.errors import FeedError
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, split_authors
-from digest.sources.fetch import Fetched, Fetcher, Validators
+from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from, split_authors
+from digest.sources.fetch import Fetcher, Validators
 from digest.sources.xmlfeed import entry_time, parse_xml_feed
 
 ARXIV_ID = re.compile(r"(\d{4}\.\d{4,5}|[a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?")
@@ -36,14 +36,6 @@ def parse_arxiv_id(text: str) -> tuple[str | None, int | None]:
 
 def arxiv_links(arxiv_id: str) -> dict[str, str]:
     return {"abs_url": f"https://arxiv.org/abs/{arxiv_id}", "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}"}
-
-
-def listing_from(fetched: Fetched, parse) -> Listing:
-    """Parse a fetched body (or pass a 304 through) and carry the HTTP status and validators along."""
-    listing = Listing(not_modified=True) if fetched.not_modified else parse(fetched.content)
-    listing.http_status = fetched.http_status
-    listing.etag, listing.last_modified = fetched.etag, fetched.last_modified
-    return listing
 
 
 # --- Daily listings (RSS 2.0 and Atom) ---------------------------------------------------------------------

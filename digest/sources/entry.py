@@ -1,4 +1,5 @@
-"""The plain data a source produces (`PaperEntry`, `Listing`) and the text cleaning every source kind shares:
+"""The plain data a source produces (`PaperEntry`, `Listing`, built from a fetched body by `listing_from`) and the
+text cleaning every source kind shares:
 HTML stripped, entities unescaped, TeX accents decoded, titles normalised for dedup."""
 
 from __future__ import annotations
@@ -6,10 +7,13 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import nh3
+
+from digest.sources.fetch import Fetched
 
 
 @dataclass
@@ -60,6 +64,14 @@ class Listing:
         return len(self.entries) + len(self.invalid)
 
 
+def listing_from(fetched: Fetched, parse: Callable[[bytes], Listing]) -> Listing:
+    """Parse a fetched body (or pass a 304 through) and carry the HTTP status and validators along."""
+    listing = Listing(not_modified=True) if fetched.not_modified else parse(fetched.content)
+    listing.http_status = fetched.http_status
+    listing.etag, listing.last_modified = fetched.etag, fetched.last_modified
+    return listing
+
+
 def clean_text(value: str | None) -> str:
     """Plain text for storing and showing: every HTML tag stripped, entities unescaped, whitespace collapsed."""
     if not value:
@@ -84,7 +96,7 @@ TEX_ACCENTS = {
     "'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304", ".": "\u0307",
     "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327", "k": "\u0328", "r": "\u030a",
 }
-TEX_LETTERS = {"ss": "ß", "o": "ø", "O": "Ø", "aa": "å", "AA": "Å", "ae": "æ", "AE": "Æ", "l": "ł", "L": "Ł", "i": "ı"}
+TEX_LETTERS = {"ss": "ß", "o": "ø", "O": "Ø", "aa": "å", "AA": "Å", "ae": "æ", "AE": "Æ", "l": "ł", "L": "Ł"}
 # {\'e}, \'e, \'{e}, \c{c}, \c c, \v{s}, with an optional brace group around the whole escape.
 TEX_ACCENT = re.compile(r"""\{?\\(?:([`'^"~=.])\s*|([uvHckr])(?:\s+|(?=\{)))\{?(\\i|[A-Za-z])\}?\}?""")
 TEX_LETTER = re.compile(r"\{?\\(ss|aa|AA|ae|AE|[oOlL])(?![A-Za-z])\}?")

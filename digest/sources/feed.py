@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import feedparser
 
 from digest.config import SourceSettings
-from digest.sources.arxiv import arxiv_key, arxiv_links, listing_from, parse_arxiv_id
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text
+from digest.sources.arxiv import arxiv_key, arxiv_links, parse_arxiv_id
+from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from
 from digest.sources.fetch import Fetcher, Validators
 from digest.sources.xmlfeed import entry_time, parse_xml_feed
 

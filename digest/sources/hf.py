@@ -9,8 +9,8 @@ from datetime import date, datetime
 
 from digest.config import SourceSettings
 from digest.errors import FeedError
-from digest.sources.arxiv import arxiv_key, arxiv_links, listing_from, parse_arxiv_id
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text
+from digest.sources.arxiv import arxiv_key, arxiv_links, parse_arxiv_id
+from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from
 from digest.sources.fetch import Fetcher, Validators
 
 
