@@ -1,7 +1,7 @@
 """Summariser benchmark: TL;DRs for abstracts from the shared corpus with the default model and settings, against a
 naive baseline, on this machine's CPU.
 
-    python bench/summarise.py [--count 200] [--baseline-count 100] [--ablations 0]
+    python bench/summarise.py [--count 200] [--baseline-count 100] [--ablations 0] [--overviews 0]
 
 1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
    again from the warm cache and times that.
@@ -11,7 +11,7 @@ naive baseline, on this machine's CPU.
 4. Baseline: the first `--baseline-count` of the same abstracts one at a time, float32, the whole abstract in the
    prompt, plain `model.generate` (greedy, same max_new_tokens). Prints abstracts/s and the ratio.
 5. With `--ablations N`: the first N abstracts through single variants of the generation settings, to show what
-   each choice is worth.
+   each choice is worth. With `--overviews N`: N theme overviews written from TL;DRs and from abstracts.
 
 The load average is printed at the start and end: the figures are only comparable on an otherwise idle machine.
 """
@@ -39,7 +39,17 @@ from digest.config import parse_config  # noqa: E402
 from digest.models import Paper, Summary  # noqa: E402
 from digest.store import open_database, session_scope  # noqa: E402
 from digest.summarise import huggingface, prompts  # noqa: E402
-from digest.summarise.core import get_summariser, summarise_papers, tldr_task  # noqa: E402
+from digest.store import themes as store_themes  # noqa: E402
+from digest.summarise.base import SourceItem  # noqa: E402
+from digest.summarise.core import (  # noqa: E402
+    OVERVIEW_PAPERS,
+    get_summariser,
+    overview_task,
+    summarise_papers,
+    tldr_task,
+    write,
+)
+from digest.summarise.text import clean_source  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -158,6 +168,21 @@ def ablations(config, rows: list[dict], count: int) -> None:
     print(f"  whole abstract in the prompt instead of the excerpt: {count / elapsed:.2f} abstracts/s")
 
 
+def overview_sources(config, engine, papers: list[Paper], groups: int) -> None:
+    """Theme overviews of groups of 4 papers, written from their TL;DRs and from their abstracts: how often the
+    model's overview passes the check, and how fast each is."""
+    chunks = [papers[i : i + OVERVIEW_PAPERS] for i in range(0, groups * OVERVIEW_PAPERS, OVERVIEW_PAPERS)]
+    with session_scope(engine) as session:
+        tldrs = store_themes.tldrs_for(session, [p.id for chunk in chunks for p in chunk], config)
+    summariser = get_summariser(config)
+    print(f"\noverviews of {len(chunks)} groups of {OVERVIEW_PAPERS} papers:")
+    for label, text_of in (("from TL;DRs", lambda p: tldrs[p.id].text), ("from abstracts", lambda p: clean_source(p.abstract))):
+        tasks = [overview_task("Bench", [SourceItem(p.id, p.title, text_of(p)) for p in chunk]) for chunk in chunks]
+        written, elapsed = timed(lambda: write(summariser, tasks))
+        by_model = sum(w.method != "extractive" for w in written)
+        print(f"  {label}: model overview passed {by_model}/{len(tasks)}, {elapsed / len(tasks):.1f} s each")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200)")
@@ -165,6 +190,8 @@ def main() -> None:
                         help="abstracts for the naive baseline, the first of those summarised (default 100; it runs "
                         "about 5x slower than the default path)")
     parser.add_argument("--ablations", type=int, default=0, help="abstracts per ablation variant (default 0: none)")
+    parser.add_argument("--overviews", type=int, default=0,
+                        help="groups of 4 papers whose overview is written from TL;DRs and from abstracts (default 0)")
     args = parser.parse_args()
 
     import torch
@@ -184,6 +211,8 @@ def main() -> None:
             print(f"speed-up over the naive baseline ({scope}): {rate / base:.1f}x  (target >= 5)")
         if args.ablations:
             ablations(config, rows, args.ablations)
+        if args.overviews:
+            overview_sources(config, engine, papers, min(args.overviews, len(papers) // OVERVIEW_PAPERS))
     print(f"\npeak memory (RSS) of the whole run: {peak_rss_mb():.0f} MB; warm model load {warm:.2f} s")
     print(f"load average at end: {load_average()}")
 

@@ -82,27 +82,38 @@ def check(task: Task, text: str) -> tuple[str, list[str]]:
 
 
 def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
-    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else extractive."""
-    results: list[Written | None] = [None] * len(tasks)
+    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else extractive.
+    Each result's `problems` say why earlier attempts were turned down."""
+    results: dict[int, Written] = {}
     history: list[list[str]] = [[] for _ in tasks]
     pending = list(range(len(tasks)))
     if not isinstance(summariser, ExtractiveSummariser):
         for method, strict in (("model", False), ("model-strict", True)):
-            answers = summariser.summarise([tasks[i] for i in pending], strict=strict) if pending else []
-            still = []
-            for i, answer in zip(pending, answers):
-                text, found = check(tasks[i], answer)
-                if found:
-                    history[i].append(f"{method}: {'; '.join(found)}")
-                    still.append(i)
-                else:
-                    results[i] = Written(text, method, True, history[i])
-            pending = still
+            pending = attempt(summariser, tasks, pending, method, strict, results, history)
     fallback = ExtractiveSummariser(summariser.settings, summariser.config)
     for i, answer in zip(pending, fallback.summarise([tasks[i] for i in pending])):
         text, found = check(tasks[i], answer)
-        results[i] = Written(text, "extractive", not found, history[i] + [f"extractive: {'; '.join(found)}"] * bool(found))
-    return [r for r in results if r is not None]
+        results[i] = Written(text, "extractive", not found, history[i] + ([f"extractive: {'; '.join(found)}"] if found else []))
+    return [results[i] for i in range(len(tasks))]
+
+
+def attempt(
+    summariser: Summariser, tasks: list[Task], pending: list[int], method: str, strict: bool,
+    results: dict[int, Written], history: list[list[str]],
+) -> list[int]:
+    """Ask the model for the `pending` tasks; keep the answers that pass, note why the others failed, and
+    return those still pending."""
+    if not pending:
+        return []
+    still = []
+    for i, answer in zip(pending, summariser.summarise([tasks[i] for i in pending], strict=strict)):
+        text, found = check(tasks[i], answer)
+        if found:
+            history[i].append(f"{method}: {'; '.join(found)}")
+            still.append(i)
+        else:
+            results[i] = Written(text, method, True, history[i])
+    return still
 
 
 # --- Paper TL;DRs ------------------------------------------------------------------------------------------
