@@ -49,6 +49,9 @@ class RankedPaper:
 def embedding_model():
     """The bundled sentence-embedding model, loaded once per process from the package folder (no download)."""
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
     if spec is None or not spec.submodule_search_locations:

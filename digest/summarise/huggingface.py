@@ -159,7 +159,9 @@ def convert_gguf(source: ModelSource, dtype, target: Path) -> None:
 def load_pretrained(location: str, dtype, device):
     """Tokenizer and model from a folder or cached Hub id; never downloads."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # keep our own progress bar the only one on screen
     try:
         config = AutoConfig.from_pretrained(location, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
