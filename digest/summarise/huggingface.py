@@ -266,7 +266,7 @@ class TransformersSummariser(Summariser):
         if kind == "tldr" and not model.config.is_encoder_decoder:
             options.update(stop_strings=SENTENCE_STOPS, tokenizer=tokenizer)
         with torch.inference_mode():
-            output = model.generate(**encoded, **options)
+            output = model.generate(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], **options)
         if not model.config.is_encoder_decoder:
             output = output[:, encoded["input_ids"].shape[1] :]
         return [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
