@@ -44,8 +44,9 @@ url = "{samples}/hf-daily.json"
 """
 
 
-def run_demo(workdir: Path, console: Console) -> Config:
+def run_demo(workdir: Path, console: Console | None = None) -> Config:
     """Set up `workdir` from scratch, ingest the samples and list the papers. Returns the demo's config."""
+    console = console or Console()
     config = write_demo_config(workdir)
     engine = open_database(config.database_url)
     console.print(f"[bold]1. Ingest[/bold] the sample feeds in {escape(str(SAMPLES))}")
