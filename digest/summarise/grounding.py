@@ -46,7 +46,7 @@ def problems(summary: str, source: str, max_words: int | None = None, min_senten
     found = [
         *shape_problems(summary, max_words, min_sentences),
         *echo_problems(summary),
-        *repetition_problems(summary),
+        *repetition_problems(summary, source),
     ]
     unsupported = unsupported_terms(summary, source)
     if unsupported:
@@ -72,10 +72,16 @@ def echo_problems(summary: str) -> list[str]:
     return [f"echoes the prompt ({echoed[0]!r})"] if echoed else []
 
 
-def repetition_problems(summary: str) -> list[str]:
-    tokens = [w.lower().strip(".,;:") for w in words(summary)]
-    grams = Counter(tuple(tokens[i : i + REPEAT_NGRAM]) for i in range(len(tokens) - REPEAT_NGRAM + 1))
-    repeated = [" ".join(gram) for gram, n in grams.items() if n > 1]
+def ngrams(text: str) -> Counter[tuple[str, ...]]:
+    tokens = [w.lower().strip(".,;:") for w in words(text)]
+    return Counter(tuple(tokens[i : i + REPEAT_NGRAM]) for i in range(len(tokens) - REPEAT_NGRAM + 1))
+
+
+def repetition_problems(summary: str, source: str) -> list[str]:
+    """A 4-word phrase used more often than in the source: the model is looping (an overview may say "this paper
+    proposes a" twice when its sources say it four times)."""
+    in_source = ngrams(source)
+    repeated = [" ".join(gram) for gram, n in ngrams(summary).items() if n > max(1, in_source[gram])]
     return [f"repeats itself ({repeated[0]!r})"] if repeated else []
 
 
