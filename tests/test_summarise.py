@@ -351,3 +351,18 @@ def test_an_interrupted_run_keeps_finished_batches_and_resumes(openai_config, ch
     chat_server.fail_after = None
     report = summarise_papers(openai_config, engine, papers)
     assert (report.reused, report.written) == (4, 6) and len(stored(engine)) == 10
+
+
+def test_themes_and_summaries_work_on_postgresql(write_config, postgres_url, monkeypatch):
+    from digest.store import open_database
+
+    monkeypatch.setenv("DIGEST_DATABASE_URL", postgres_url)
+    config = load_config(write_config(EXTRACTIVE))
+    engine = open_database(config.database_url)
+    papers = add_papers(engine, corpus(6))
+    assert pipeline.assign_and_summarise(config, engine).written == 6
+    assert pipeline.assign_and_summarise(config, engine).reused == 6
+    with session_scope(engine) as session:
+        assert len(store_themes.tldrs_for(session, [p.id for p in papers], config)) == 6
+        assert store_themes.theme_candidates(session, "Image generation")
+        assert theme_overview(config, session, "Image generation", papers).cited_paper_ids == [p.id for p in papers[:4]]
