@@ -147,7 +147,9 @@ def interleaved_runs(config, engine, papers: list[Paper], folder: Path, baseline
         _, elapsed = timed(lambda: [baseline.summarise(p) for p in sample])
         base_seconds += elapsed
         base_done += len(sample)
-        print(f"  chunk of {len(chunk)}: default {report.written} in {main_seconds:.0f} s so far; baseline {base_done} in {base_seconds:.0f} s so far; load {load_average()}", flush=True)
+        main_done = sum(methods.values())
+        print(f"  so far: default {main_done} in {main_seconds:.0f} s, baseline {base_done} in {base_seconds:.0f} s; "
+              f"load average {load_average()}", flush=True)
     return main_seconds, base_seconds, base_done, methods, peak_default
 
 

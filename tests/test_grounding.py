@@ -68,6 +68,8 @@ def test_too_long_and_too_few_sentences():
 def test_tidy_strips_labels_quotes_and_extra_sentences():
     assert tidy('TL;DR: "LayoutGuide improves layouts. It is fast. It is free."', 1) == "LayoutGuide improves layouts."
     assert tidy("**Summary:** A. B. C. D. E.", 4) == "A. B. C. D."
+    assert tidy("These papers do A. They also do B and then", 4) == "These papers do A."
+    assert tidy("This paper does A and then", 1) == "This paper does A and then"
 
 
 def test_sentences_are_not_split_after_abbreviations_or_decimals():

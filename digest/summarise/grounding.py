@@ -32,11 +32,14 @@ REPEAT_NGRAM = 4
 
 
 def tidy(text: str, max_sentences: int) -> str:
-    """The answer without a leading label, wrapping quotes or sentences beyond `max_sentences`."""
+    """The answer without a leading label, wrapping quotes, sentences beyond `max_sentences`, or an unfinished
+    last sentence after finished ones (where generation hit its token limit)."""
     text = normalise_whitespace(_LABEL.sub("", text or ""))
     text = text.strip("\"'`*").strip()
-    sentences = split_sentences(text)
-    return " ".join(sentences[:max_sentences])
+    sentences = split_sentences(text)[:max_sentences]
+    if len(sentences) > 1 and not _FINAL.search(sentences[-1]):
+        sentences.pop()
+    return " ".join(sentences)
 
 
 def problems(summary: str, source: str, max_words: int | None = None, min_sentences: int = 1) -> list[str]:
