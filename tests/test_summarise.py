@@ -27,7 +27,7 @@ from digest.errors import SummariserError
 from digest.models import Paper, Summary
 from digest.store import session_scope
 from digest.store import themes as store_themes
-from digest.summarise import grounding, summarise_papers, theme_overview
+from digest.summarise import grounding, prompts, summarise_papers, theme_overview
 from digest.summarise.extractive import best_sentences, trim
 from digest.summarise.text import clean_source
 
@@ -205,7 +205,7 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     assert report.written == 2
     summaries = stored(engine)
     for paper, summary in zip(papers, summaries):
-        assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", "tldr-1")
+        assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", prompts.TLDR_VERSION)
         assert summary.method in ("model", "model-strict", "extractive")
         found = grounding.problems(summary.text, clean_source(paper.abstract), max_words=30)
         assert summary.grounded == (not found) and (summary.method == "extractive" or not found)
