@@ -48,11 +48,6 @@ class Summariser(ABC):
         self.settings = settings
         self.config = config
 
-    @property
-    def model_name(self) -> str:
-        """What summaries made by this backend record as their model."""
-        return self.settings.model
-
     @abstractmethod
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
         """One text per task, in order. Raise SummariserError when the backend cannot answer at all."""

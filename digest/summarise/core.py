@@ -7,7 +7,6 @@ four are unchanged. Paper TL;DRs are committed batch by batch, so an interrupted
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,8 +22,6 @@ from digest.summarise.base import SourceItem, Summariser, Task, backend_class
 from digest.summarise.extractive import ExtractiveSummariser
 from digest.summarise.prompts import summary_identity
 from digest.summarise.text import clean_source, source_hash
-
-log = logging.getLogger(__name__)
 
 OVERVIEW_PAPERS = 4
 OVERVIEW_SENTENCE_WORDS = 30

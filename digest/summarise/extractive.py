@@ -75,9 +75,5 @@ def extract_overview(task: Task) -> str:
 class ExtractiveSummariser(Summariser):
     name = "extractive"
 
-    @property
-    def model_name(self) -> str:
-        return "extractive"
-
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
         return [extract_tldr(t) if t.kind == "tldr" else extract_overview(t) for t in tasks]
