@@ -17,6 +17,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "papers.jsonl"
 POSTGRES_ADMIN_URL = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps trying to reach Google's hosts from this offline machine.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
 BASE_CONFIG = """
 [digest]
 title = "Test digest"
@@ -44,6 +49,33 @@ def isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     get_engine.cache_clear()
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Real headless Chromium (Debian's package), driven by Playwright, shared by the tests that look at pages."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The signing secret for subscription links, set in the environment as `digest serve` expects."""
+    monkeypatch.setenv("DIGEST_SECRET", "test-secret-for-links")
+    return "test-secret-for-links"
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback that records what it receives."""
+    from smtp_server import SmtpServer
+
+    with SmtpServer() as server:
+        yield server
 
 
 @pytest.fixture

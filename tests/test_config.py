@@ -1,6 +1,5 @@
 """Configuration: lookup order, validation errors that name the key and file, environment overrides."""
 
-from pathlib import Path
 
 import pytest
 

@@ -23,6 +23,8 @@ from digest.store import open_database, session_scope
 from digest.store import subscribers as store
 from smtp_server import SmtpServer
 
+pytestmark = pytest.mark.usefixtures("secret")
+
 THEMES = """
 [[themes]]
 name = "Language models"
@@ -46,17 +48,6 @@ def email_settings(server: SmtpServer | None, **overrides) -> str:
     lines = [f"{key} = {value!r}".replace("'", '"') if isinstance(value, str) else f"{key} = {value}"
              for key, value in settings.items()]
     return "[email]\n" + "\n".join(lines) + "\n"
-
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch):
-    monkeypatch.setenv("DIGEST_SECRET", "test-secret-for-links")
-
-
-@pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from digest.render import EmailLinks
 from digest.render.edition import build, edition_period
 from digest.store import open_database, session_scope
 from digest.summarise import summarise_papers
-from tests.conftest import BASE_CONFIG, CORPUS
+from conftest import BASE_CONFIG, CORPUS
 
 THEMES = """
 [summariser]

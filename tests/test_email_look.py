@@ -7,28 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from digest.render import EditionRenderer, EmailLinks
 from digest.render.archive import write_archive
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "look"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 LINKS = EmailLinks("https://digest.test/archive/daily-2026-11-23.html", "https://digest.test/preferences",
                    "https://digest.test/unsubscribe")
 VIEWS = [(1200, "light"), (375, "light"), (375, "dark")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from digest.config import load_config
 from digest.errors import RenderError
 from digest.render import EditionRenderer, EmailLinks
 from digest.render.archive import write_archive
-from tests.conftest import BASE_CONFIG
+from conftest import BASE_CONFIG
 
 LINKS = EmailLinks(
     web_url="https://digest.test/archive/daily-2026-11-23.html",

@@ -7,7 +7,7 @@ import pytest
 from digest.config import load_config
 from digest.errors import ConfigError
 from digest.scheduler import build_scheduler, run_job
-from tests.conftest import FIXTURES
+from conftest import FIXTURES
 
 
 def test_scheduler_has_one_job_per_schedule_entry_in_configured_timezone(write_config, engine):

@@ -21,20 +21,9 @@ from digest.web import CSRF_COOKIE, create_app
 from smtp_server import SmtpServer, free_port
 from test_deliver import THEMES, add_edition, email_settings
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+pytestmark = pytest.mark.usefixtures("secret")
+
 LINK = re.compile(r"https?://\S+")
-
-
-@pytest.fixture(autouse=True)
-def secret(monkeypatch):
-    monkeypatch.setenv("DIGEST_SECRET", "test-secret-for-links")
-
-
-@pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -244,44 +233,39 @@ def live_site(write_config, smtp):
     thread.join(10)
 
 
-def test_a_reader_subscribes_confirms_changes_preferences_and_leaves_in_chromium(live_site, smtp):
-    from playwright.sync_api import sync_playwright
-
+def test_a_reader_subscribes_confirms_changes_preferences_and_leaves_in_chromium(live_site, smtp, browser):
     config, base = live_site
     engine = open_database(config.database_url)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_context(java_script_enabled=False).new_page()
+    page = browser.new_context(java_script_enabled=False).new_page()
 
-        page.goto(base + "/")
-        page.fill("#email", "Reader@Example.com")
-        page.check("input[value='Agents']")
-        page.check("input[value='both']")
-        page.click("button[type=submit]")
-        assert "Check your inbox" in page.inner_text("h1")
+    page.goto(base + "/")
+    page.fill("#email", "Reader@Example.com")
+    page.check("input[value='Agents']")
+    page.check("input[value='both']")
+    page.click("button[type=submit]")
+    assert "Check your inbox" in page.inner_text("h1")
 
-        wait_for_mail(smtp, 1)
-        page.goto(link_in(smtp.messages[0].message, "/confirm"))
-        assert "confirmed" in page.inner_text("h1")
+    wait_for_mail(smtp, 1)
+    page.goto(link_in(smtp.messages[0].message, "/confirm"))
+    assert "confirmed" in page.inner_text("h1")
 
-        edition_id = add_edition(engine)
-        assert send_edition(config, engine, edition_id, progress=False).sent == 1
-        edition_mail = smtp.messages[1].message
-        assert edition_mail["To"] == "reader@example.com"
-        page.goto(link_in(edition_mail, "/preferences"))
-        page.uncheck("input[value='Agents']")
-        page.check("input[value='Language models']")
-        page.check("input[value='weekly']")
-        page.click("button[type=submit]")
-        assert "Saved." in page.inner_text("main")
-        chosen = subscriber(config, "reader@example.com")
-        assert (chosen.themes, chosen.frequency) == (["Language models"], "weekly")
+    edition_id = add_edition(engine)
+    assert send_edition(config, engine, edition_id, progress=False).sent == 1
+    edition_mail = smtp.messages[1].message
+    assert edition_mail["To"] == "reader@example.com"
+    page.goto(link_in(edition_mail, "/preferences"))
+    page.uncheck("input[value='Agents']")
+    page.check("input[value='Language models']")
+    page.check("input[value='weekly']")
+    page.click("button[type=submit]")
+    assert "Saved." in page.inner_text("main")
+    chosen = subscriber(config, "reader@example.com")
+    assert (chosen.themes, chosen.frequency) == (["Language models"], "weekly")
 
-        page.click("text=Unsubscribe from everything")
-        assert subscriber(config, "reader@example.com").status == "confirmed"
-        page.click("button[type=submit]")
-        assert "Unsubscribed" in page.inner_text("h1")
-        browser.close()
+    page.click("text=Unsubscribe from everything")
+    assert subscriber(config, "reader@example.com").status == "confirmed"
+    page.click("button[type=submit]")
+    assert "Unsubscribed" in page.inner_text("h1")
     assert subscriber(config, "reader@example.com").status == "unsubscribed"
 
 

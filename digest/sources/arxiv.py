@@ -13,7 +13,17 @@ import feedparser
 
 from digest.config import SourceSettings
 from digest.errors import FeedError
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from, split_authors
+from digest.sources.entry import (
+    InvalidEntry,
+    Listing,
+    PaperEntry,
+    clean_name,
+    clean_text,
+    collect_entries,
+    listing_from,
+    require_title_and_abstract,
+    split_authors,
+)
 from digest.sources.fetch import Fetcher, Validators
 from digest.sources.xmlfeed import entry_time, parse_xml_feed
 
@@ -49,13 +59,7 @@ def parse_listing(content: bytes) -> Listing:
     """An arXiv RSS or Atom listing. An empty listing (weekends, holidays) is a valid, empty Listing."""
     parsed, problem = parse_xml_feed(content)
     raise_feed_error(parsed)
-    listing = Listing(problem=problem)
-    for index, item in enumerate(parsed.entries, 1):
-        try:
-            listing.entries.append(listing_entry(item))
-        except InvalidEntry as exc:
-            listing.invalid.append(f"entry {index}: {exc}")
-    return listing
+    return collect_entries(parsed.entries, listing_entry, problem)
 
 
 def raise_feed_error(parsed: feedparser.FeedParserDict) -> None:
@@ -69,12 +73,9 @@ def raise_feed_error(parsed: feedparser.FeedParserDict) -> None:
 
 def listing_entry(item: feedparser.FeedParserDict) -> PaperEntry:
     title = clean_text(item.get("title"))
-    if not title:
-        raise InvalidEntry("no title")
     description = item.get("summary", "")
     abstract = clean_text(description.split("Abstract:", 1)[1] if "Abstract:" in description else description)
-    if not abstract:
-        raise InvalidEntry(f"{title[:80]!r} has no abstract")
+    require_title_and_abstract(title, abstract)
     guid = item.get("id", "")
     arxiv_id, version = parse_arxiv_id(guid or item.get("link", ""))
     if arxiv_id is None:
@@ -143,25 +144,18 @@ def api_query(source: SourceSettings, today: date) -> str:
 def parse_api_page(content: bytes) -> tuple[Listing, int]:
     """One page of API results and the total the query matched."""
     parsed, problem = parse_xml_feed(content)
-    listing = Listing(problem=problem)
-    for index, item in enumerate(parsed.entries, 1):
+    for item in parsed.entries:
         if item.get("title", "").strip() == "Error":
             raise FeedError(f"arXiv API error: {clean_text(item.get('summary')) or item.get('id', '')}")
-        try:
-            listing.entries.append(api_entry(item))
-        except InvalidEntry as exc:
-            listing.invalid.append(f"entry {index}: {exc}")
+    listing = collect_entries(parsed.entries, api_entry, problem)
     total = parsed.feed.get("opensearch_totalresults", "")
     return listing, int(total) if str(total).isdigit() else listing.seen
 
 
 def api_entry(item: feedparser.FeedParserDict) -> PaperEntry:
     title = clean_text(item.get("title"))
-    if not title:
-        raise InvalidEntry("no title")
     abstract = clean_text(item.get("summary"))
-    if not abstract:
-        raise InvalidEntry(f"{title[:80]!r} has no abstract")
+    require_title_and_abstract(title, abstract)
     arxiv_id, version = parse_arxiv_id(item.get("id", ""))
     if arxiv_id is None:
         raise InvalidEntry(f"{title[:80]!r} has no arXiv id")

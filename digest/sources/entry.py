@@ -7,9 +7,10 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import nh3
 
@@ -128,3 +129,23 @@ def split_authors(names: str) -> list[str]:
 
 class InvalidEntry(Exception):
     """One entry cannot be used (no title, no abstract, no id); it is skipped and counted, the rest are kept."""
+
+
+def collect_entries(
+    items: Iterable[Any], make_entry: Callable[[Any], PaperEntry], problem: str | None = None, label: str = "entry"
+) -> Listing:
+    """A Listing of the items `make_entry` accepts; each one it rejects is counted with its position and reason."""
+    listing = Listing(problem=problem)
+    for index, item in enumerate(items, 1):
+        try:
+            listing.entries.append(make_entry(item))
+        except InvalidEntry as exc:
+            listing.invalid.append(f"{label} {index}: {exc}")
+    return listing
+
+
+def require_title_and_abstract(title: str, abstract: str) -> None:
+    if not title:
+        raise InvalidEntry("no title")
+    if not abstract:
+        raise InvalidEntry(f"{title[:80]!r} has no abstract")

@@ -14,7 +14,16 @@ import feedparser
 
 from digest.config import SourceSettings
 from digest.sources.arxiv import arxiv_key, arxiv_links, parse_arxiv_id
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from
+from digest.sources.entry import (
+    InvalidEntry,
+    Listing,
+    PaperEntry,
+    clean_name,
+    clean_text,
+    collect_entries,
+    listing_from,
+    require_title_and_abstract,
+)
 from digest.sources.fetch import Fetcher, Validators
 from digest.sources.xmlfeed import entry_time, parse_xml_feed
 
@@ -28,22 +37,13 @@ def read_feed(source: SourceSettings, fetcher: Fetcher, validators: Validators, 
 
 def parse_feed(content: bytes) -> Listing:
     parsed, problem = parse_xml_feed(content)
-    listing = Listing(problem=problem)
-    for index, item in enumerate(parsed.entries, 1):
-        try:
-            listing.entries.append(feed_entry(item))
-        except InvalidEntry as exc:
-            listing.invalid.append(f"entry {index}: {exc}")
-    return listing
+    return collect_entries(parsed.entries, feed_entry, problem)
 
 
 def feed_entry(item: feedparser.FeedParserDict) -> PaperEntry:
     title = clean_text(item.get("title"))
-    if not title:
-        raise InvalidEntry("no title")
     abstract = clean_text(item.get("summary") or first_content(item))
-    if not abstract:
-        raise InvalidEntry(f"{title[:80]!r} has no abstract")
+    require_title_and_abstract(title, abstract)
     link, guid = item.get("link") or None, item.get("id") or None
     entry = PaperEntry(
         key=entry_key(link, guid, title),

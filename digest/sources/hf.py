@@ -10,7 +10,16 @@ from datetime import date, datetime
 from digest.config import SourceSettings
 from digest.errors import FeedError
 from digest.sources.arxiv import arxiv_key, arxiv_links, parse_arxiv_id
-from digest.sources.entry import InvalidEntry, Listing, PaperEntry, clean_name, clean_text, listing_from
+from digest.sources.entry import (
+    InvalidEntry,
+    Listing,
+    PaperEntry,
+    clean_name,
+    clean_text,
+    collect_entries,
+    listing_from,
+    require_title_and_abstract,
+)
 from digest.sources.fetch import Fetcher, Validators
 
 
@@ -21,13 +30,7 @@ def read_daily(source: SourceSettings, fetcher: Fetcher, validators: Validators,
 
 
 def parse_daily(content: bytes) -> Listing:
-    listing = Listing()
-    for index, item in enumerate(load_items(content), 1):
-        try:
-            listing.entries.append(daily_entry(item))
-        except InvalidEntry as exc:
-            listing.invalid.append(f"item {index}: {exc}")
-    return listing
+    return collect_entries(load_items(content), daily_entry, label="item")
 
 
 def load_items(content: bytes) -> list:
@@ -51,11 +54,8 @@ def daily_entry(item: object) -> PaperEntry:
         raise InvalidEntry("no `paper` object")
     paper = item["paper"]
     title = clean_text(text(paper.get("title")) or text(item.get("title")))
-    if not title:
-        raise InvalidEntry("no title")
     abstract = clean_text(text(paper.get("summary")) or text(item.get("summary")))
-    if not abstract:
-        raise InvalidEntry(f"{title[:80]!r} has no abstract")
+    require_title_and_abstract(title, abstract)
     arxiv_id, version = parse_arxiv_id(text(paper.get("id")))
     if arxiv_id is None:
         raise InvalidEntry(f"{title[:80]!r} has no arXiv id")
