@@ -1,11 +1,15 @@
 """`digest demo`: the pipeline end to end, offline, on the sample feeds shipped in `digest/samples/`.
 
 It writes a config in a working folder pointing its sources at the samples, starts a fresh SQLite database
-there, and runs each stage in turn, printing what it did. Later stages add their step to `run_demo`.
+there, and runs each stage in turn, printing what it did: ingest, themes and TL;DRs by the bundled model,
+a rendered daily edition with its web archive, and delivery to two sample readers through the file transport.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 from importlib.resources import files
 from pathlib import Path
 
@@ -13,10 +17,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sqlalchemy import Engine
+
 from digest import pipeline
 from digest.config import Config, load_config
+from digest.models import Edition
 from digest.pipeline import IngestReport
-from digest.store import open_database
+from digest.render.archive import archive_folder
+from digest.render.edition import write_outputs
+from digest.store import get_engine, open_database, session_scope
+from digest.store.subscribers import add_subscriber
 
 SAMPLES = Path(str(files("digest") / "samples"))
 DEMO_CONFIG = """# Written by `digest demo`: the sample feeds shipped with digest, read from disk.
@@ -41,29 +51,92 @@ url = "{samples}/arxiv-rss.xml"
 name = "hf-daily"
 kind = "hf-daily"
 url = "{samples}/hf-daily.json"
+
+[[themes]]
+name = "Controllable image and video generation"
+description = "Diffusion models that generate or edit images, video, 3D scenes or motion under user control."
+keywords = ["diffusion", "ControlNet", "text-to-image", "image editing", "video generation", "motion generation"]
+max_papers = 6
+
+[[themes]]
+name = "Prompting and efficient fine-tuning"
+description = "Prompt engineering, prompt tuning and parameter-efficient fine-tuning of pretrained models."
+keywords = ["prompt tuning", "prompt learning", "parameter-efficient", "PEFT", "prompting"]
+max_papers = 6
+
+[[themes]]
+name = "Language model pretraining"
+description = "How large language models are pretrained and continually pretrained: data, objectives, forgetting."
+keywords = ["pretraining", "pre-training", "continual pre-training", "catastrophic forgetting"]
+max_papers = 6
+
+[summariser]
+backend = "{backend}"
+
+[web]
+secret_env = "DIGEST_DEMO_SECRET"
+
+[email]
+transport = "file"
+outbox_dir = "outbox"
 """
+DEMO_READERS = {
+    "ada@example.org": [],
+    "grace@example.org": ["Controllable image and video generation"],
+}
 
 
-def run_demo(workdir: Path, console: Console | None = None) -> Config:
-    """Set up `workdir` from scratch, ingest the samples and list the papers. Returns the demo's config."""
+def run_demo(workdir: Path, console: Console | None = None, backend: str = "transformers") -> Config:
+    """Set up `workdir` from scratch and run every stage on the samples. Returns the demo's config."""
     console = console or Console()
-    config = write_demo_config(workdir)
+    config = write_demo_config(workdir, backend)
+    os.environ.setdefault(config.web.secret_env, secrets.token_hex(16))
     engine = open_database(config.database_url)
+
     console.print(f"[bold]1. Ingest[/bold] the sample feeds in {escape(str(SAMPLES))}")
-    report = pipeline.ingest(config, engine, progress=False)
-    show_ingest_report(report, console)
+    show_ingest_report(pipeline.ingest(config, engine, progress=False), console)
     show_papers(pipeline.paper_listing(engine), console)
+
+    console.print(f"[bold]2. Themes and TL;DRs[/bold] by the {escape(backend)} summariser ({escape(config.summariser.model)})")
+    pipeline.assign_and_summarise(config, engine, progress=True)
+    show_themes(pipeline.theme_listing(config, engine, top=3), console)
+
+    console.print("[bold]3. Daily edition[/bold], with an overview per theme")
+    edition = pipeline.build_edition(config, engine, "daily")
+    show_overviews(edition, console)
+    files = write_outputs(edition, ["html", "text", "md"], config.resolve(config.digest.output_dir))
+    index = archive_folder(config) / "index.html"
+
+    console.print(f"[bold]4. Delivery[/bold] to {len(DEMO_READERS)} sample readers through the file transport")
+    add_readers(engine)
+    console.print(pipeline.send_edition(config, engine, edition.id, progress=False).summary())
+
+    console.print("\n[bold]Open these:[/bold]")
+    for label, path in [("Email (HTML)", files[0]), ("Plain text", files[1]), ("Markdown", files[2]),
+                        ("Web archive", index), ("Sent messages (.eml)", config.resolve(config.email.outbox_dir))]:
+        console.print(f"  {label:<22} {escape(str(path))}")
     return config
 
 
-def write_demo_config(workdir: Path) -> Config:
-    """A config in `workdir` whose sources are the packaged samples, with no database left from a past run."""
+def write_demo_config(workdir: Path, backend: str) -> Config:
+    """A config in `workdir` whose sources are the packaged samples, with nothing left from a past run."""
     workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.toml"
+    path.write_text(DEMO_CONFIG.format(samples=SAMPLES.as_posix(), backend=backend), encoding="utf-8")
+    config = load_config(path)
+    get_engine(config.database_url).dispose()  # a past run in this process may hold the old file open
     for name in ("demo.db", "demo.db-wal", "demo.db-shm"):
         (workdir / name).unlink(missing_ok=True)
-    path = workdir / "config.toml"
-    path.write_text(DEMO_CONFIG.format(samples=SAMPLES.as_posix()), encoding="utf-8")
-    return load_config(path)
+    for folder in ("digest-output", "outbox"):
+        shutil.rmtree(workdir / folder, ignore_errors=True)
+    return config
+
+
+def add_readers(engine: Engine) -> None:
+    """Two confirmed readers: one of every theme, one of a single theme (so personalisation shows)."""
+    with session_scope(engine) as session:
+        for email, themes in DEMO_READERS.items():
+            add_subscriber(session, email, themes, "daily", status="confirmed", origin="demo")
 
 
 def show_ingest_report(report: IngestReport, console: Console) -> None:
@@ -77,6 +150,28 @@ def show_ingest_report(report: IngestReport, console: Console) -> None:
     for result in report.results:
         if result.error:
             console.print(f"[red]{escape(result.source)}[/red]: {escape(result.error)}", soft_wrap=True)
+
+
+def show_themes(listing: list[dict], console: Console) -> None:
+    """Each theme with its paper count and top papers: title, TL;DR and why it ranks there."""
+    table = Table("Theme", "Papers", "Top papers (TL;DR, why)", show_lines=True, title="Themes")
+    for entry in listing:
+        lines = [
+            f"[bold]{escape(p['title'])}[/bold]\n{escape(p['tldr'] or '(no TL;DR)')}\n[dim]{escape(p['reason'])}[/dim]"
+            for p in entry["top"]
+        ]
+        table.add_row(escape(entry["theme"]), str(entry["papers"]), "\n\n".join(lines) or "-")
+    console.print(table)
+
+
+def show_overviews(edition: Edition, console: Console) -> None:
+    if edition.status != "ready":
+        console.print(f"No edition: {escape(edition.empty_reason or '')}")
+        return
+    for theme in edition.content["themes"]:
+        overview = theme["overview"]
+        text = f"{overview['text']} [dim]({overview['method']})[/dim]" if overview else "(no overview)"
+        console.print(f"[bold]{escape(theme['name'])}[/bold] ({len(theme['papers'])} papers): {text}")
 
 
 def show_papers(papers: list[dict], console: Console) -> None:

@@ -4,6 +4,7 @@ commands (init, db upgrade, ingest, papers, demo) work on real files."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -115,11 +116,18 @@ def test_papers_table_and_bad_since(write_config):
     assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output
 
 
-def test_demo_ingests_the_packaged_samples_into_a_fresh_folder(isolated_state):
-    result = runner.invoke(app, ["demo", "--dir", "demo"])
+def test_demo_runs_every_stage_on_the_packaged_samples_in_a_fresh_folder(isolated_state):
+    result = runner.invoke(app, ["demo", "--dir", "demo", "--backend", "extractive"])
     assert result.exit_code == 0, result.output
     assert "80 papers" in result.output
-    config = load_config(isolated_state / "demo" / "config.toml")
-    assert config.database_url == f"sqlite:///{isolated_state / 'demo' / 'demo.db'}"
-    again = runner.invoke(app, ["demo", "--dir", "demo"])
+    demo = isolated_state / "demo"
+    config = load_config(demo / "config.toml")
+    assert config.database_url == f"sqlite:///{demo / 'demo.db'}"
+    today = datetime.now(config.timezone).date()
+    for suffix in ("html", "txt", "md"):
+        assert (demo / "digest-output" / f"daily-{today}.{suffix}").stat().st_size > 1000
+    assert (demo / "digest-output" / "archive" / "index.html").exists()
+    assert len(list((demo / "outbox").glob("*.eml"))) == 2
+    again = runner.invoke(app, ["demo", "--dir", "demo", "--backend", "extractive"])
     assert again.exit_code == 0 and "80 papers" in again.output
+    assert len(list((demo / "outbox").glob("*.eml"))) == 2

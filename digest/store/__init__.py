@@ -28,15 +28,15 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str, echo: bool = False) -> Engine:
+def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", configure_sqlite_connection)
         event.listen(engine, "begin", begin_sqlite_transaction)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True)
 
 
 def ensure_sqlite_folder(url: str) -> None:
@@ -99,8 +99,10 @@ def head_revision() -> str:
 
 
 def open_database(url: str, echo: bool = False) -> Engine:
-    """An engine for a database that is at the newest schema, upgrading it first if needed."""
-    engine = get_engine(url, echo)
+    """An engine for a database that is at the newest schema, upgrading it first if needed.
+    `echo` logs every SQL statement."""
+    engine = get_engine(url)
+    engine.echo = echo
     try:
         at_head = current_revision(engine) == head_revision()
     except OperationalError as exc:
