@@ -130,7 +130,7 @@ def interleaved_runs(config, engine, papers: list[Paper], folder: Path, baseline
     can be read then. Returns the summed times, the baseline's count, the merged methods and that peak."""
     step = config.summariser.batch_size * 4
     chunks = [papers[i : i + step] for i in range(0, len(papers), step)]
-    share = -(-baseline_count // len(chunks))
+    spread = {papers[i * len(papers) // baseline_count].id for i in range(baseline_count)} if baseline_count else set()
     main_seconds = base_seconds = 0.0
     base_done = 0
     methods: dict[str, int] = {}
@@ -143,7 +143,7 @@ def interleaved_runs(config, engine, papers: list[Paper], folder: Path, baseline
         if peak_default is None:
             peak_default = peak_rss_mb()
             baseline = Baseline(folder, config) if baseline_count else None
-        sample = chunk[: min(share, baseline_count - base_done)]
+        sample = [p for p in chunk if p.id in spread]
         _, elapsed = timed(lambda: [baseline.summarise(p) for p in sample])
         base_seconds += elapsed
         base_done += len(sample)
