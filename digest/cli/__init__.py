@@ -1,11 +1,12 @@
 """The `digest` command line. Each submodule registers the commands of one stage; none holds business logic."""
 
-from digest.cli import run, setup  # noqa: F401  (registers commands)
-from digest.cli import delivery  # noqa: F401
-from digest.cli import editions  # noqa: F401
-from digest.cli import ingest  # noqa: F401
-from digest.cli import summarise  # noqa: F401
+from importlib import import_module
+
 from digest.cli.app import app
+
+# Registered in pipeline order, which is the order `digest --help` lists the commands in.
+for stage in ("setup", "ingest", "summarise", "editions", "delivery", "run"):
+    import_module(f"digest.cli.{stage}")
 
 
 def main() -> None:
