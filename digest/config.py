@@ -214,6 +214,13 @@ class Config(Section):
         return url
 
     @property
+    def theme_names(self) -> list[str]:
+        """Every theme a paper can land in, in the order editions show them: the configured ones, then the
+        Other bucket when it is on."""
+        names = [theme.name for theme in self.themes]
+        return names + [self.assign.other_name] if self.assign.other_bucket else names
+
+    @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.digest.timezone)
 

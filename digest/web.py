@@ -29,7 +29,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from digest.config import REPO_ROOT, Config
-from digest.deliver import theme_choices
 from digest.deliver.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, Links
 from digest.deliver.message import confirmation_message
 from digest.deliver.transports import SendFailure, get_transport
@@ -75,7 +74,7 @@ class Pages:
     def __init__(self, config: Config, engine: Engine) -> None:
         self.config, self.engine = config, engine
         self.links = Links(config)
-        self.themes = theme_choices(config)
+        self.themes = config.theme_names
         self.limits = RateLimit(config.web.subscribe_limit_per_hour)
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), undefined=StrictUndefined

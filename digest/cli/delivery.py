@@ -10,7 +10,6 @@ import typer
 
 from digest import pipeline
 from digest.cli.app import CliState, app, new_group
-from digest.deliver import theme_choices
 from digest.store import session_scope
 from digest.store import subscribers as store
 
@@ -30,7 +29,7 @@ def subscribers_add(
 ) -> None:
     """Add a subscriber (pending until they confirm, unless --confirmed)."""
     state: CliState = ctx.obj
-    chosen = store.check_choices(themes, frequency, theme_names(state))
+    chosen = store.check_choices(themes, frequency, state.config.theme_names)
     with session_scope(state.engine) as session:
         subscriber = store.add_subscriber(session, email, chosen, frequency, "confirmed" if confirmed else "pending")
         state.console.print(f"Added {subscriber.email} ({subscriber.status}, {frequency}, "
@@ -70,7 +69,7 @@ def subscribers_import(
     """Import subscribers from CSV (columns: email, and optionally status, themes separated by `;`,
     frequency). Every row is checked first; if any row is bad, nothing is imported and each bad row is listed."""
     state: CliState = ctx.obj
-    rows = store.parse_csv(path.read_text(encoding="utf-8-sig"), theme_names(state))
+    rows = store.parse_csv(path.read_text(encoding="utf-8-sig"), state.config.theme_names)
     with session_scope(state.engine) as session:
         count = store.import_rows(session, rows)
     state.console.print(f"Imported {count} subscriber(s) from {path}")
@@ -138,7 +137,3 @@ def serve(
 
     state: CliState = ctx.obj
     uvicorn.run(create_app(state.config), host=host or state.config.web.host, port=port or state.config.web.port)
-
-
-def theme_names(state: CliState) -> list[str]:
-    return theme_choices(state.config)

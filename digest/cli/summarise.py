@@ -45,9 +45,8 @@ def summarise(
     """Assign new papers to themes and write the TL;DRs that are missing, with a progress bar."""
     state: CliState = ctx.obj
     config = state.config
-    known = [t.name for t in config.themes] + [config.assign.other_name]
-    if theme is not None and theme not in known:
-        raise ConfigError(f"no theme named {theme!r} in {config.path} (known: {', '.join(known)})")
+    if theme is not None and theme not in config.theme_names:
+        raise ConfigError(f"no theme named {theme!r} in {config.path} (known: {', '.join(config.theme_names)})")
     report = pipeline.summarise(
         config, state.engine, since=parse_since(since, config.timezone), theme=theme, limit=limit, force=force,
         progress=True,

@@ -79,16 +79,10 @@ def edition_title(config: Config, period: Period) -> str:
 # --- Selection ---------------------------------------------------------------------------------------------
 
 
-def theme_names(config: Config) -> list[str]:
-    """The themes an edition can have, in the order it shows them: config order, the Other bucket last."""
-    names = [theme.name for theme in config.themes]
-    return names + [config.assign.other_name] if config.assign.other_bucket else names
-
-
 def theme_limits(config: Config) -> dict[str, int]:
     """`max_papers` per theme; the Other bucket gets the default of a theme."""
     limits = {theme.name: theme.max_papers for theme in config.themes}
-    return {name: limits.get(name, ThemeSettings.model_fields["max_papers"].default) for name in theme_names(config)}
+    return {name: limits.get(name, ThemeSettings.model_fields["max_papers"].default) for name in config.theme_names}
 
 
 def eligible_papers(config: Config, papers: list[Paper]) -> list[Paper]:
@@ -105,7 +99,7 @@ def rank_by_theme(
     for paper in papers:
         for assignment in assignments.get(paper.id, []):
             candidates[assignment.theme].append((paper, assignment))
-    return {name: rank_theme(config, name, candidates[name], now) for name in theme_names(config) if candidates[name]}
+    return {name: rank_theme(config, name, candidates[name], now) for name in config.theme_names if candidates[name]}
 
 
 def choose_papers(config: Config, ranked: dict[str, list[RankedPaper]]) -> dict[str, list[RankedPaper]]:
