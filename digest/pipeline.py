@@ -3,9 +3,14 @@ for the CLI, the scheduler and the demo to call."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -13,14 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Config, SourceSettings
+from digest.config import Config, IngestSettings, SourceSettings
 from digest.deliver.outbox import Composer, SendReport, preview_send, send_queued
 from digest.errors import DigestError, RenderError
 from digest.models import Edition, Paper, utcnow
 from digest.render import EditionRenderer, archive
 from digest.render import edition as editions
 from digest.sources import Listing, read_source
-from digest.sources.fetch import Fetcher
+from digest.sources.fetch import Fetcher, Validators
 from digest.store import editions as store_editions
 from digest.store import papers as store_papers
 from digest.store import session_scope
@@ -92,11 +97,10 @@ def summarise_with_progress(
 def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | None = None) -> list[dict]:
     """`digest themes`: each theme (the Other bucket last) with its paper count and top papers as stored."""
     now = now or datetime.now(timezone.utc)
-    names = [t.name for t in config.themes] + ([config.assign.other_name] if config.assign.other_bucket else [])
     listing = []
     with session_scope(engine) as session:
         counts = store_themes.theme_paper_counts(session)
-        for name in names:
+        for name in config.theme_names:
             ranked = rank_theme(config, name, store_themes.theme_candidates(session, name), now)[:top]
             tldrs = store_themes.tldrs_for(session, [r.paper.id for r in ranked], config)
             papers = [
@@ -209,16 +213,54 @@ class IngestReport:
 
 def ingest(config: Config, engine: Engine, source_names: list[str] | None = None, progress: bool = True) -> IngestReport:
     """Fetch every enabled source (or the named ones) and store what is new. Each source is independent:
-    one that fails is recorded in the fetch log and reported, and the others still run."""
+    one that fails is recorded in the fetch log and reported, and the others still run.
+
+    Parsing is the costly part, so sources are fetched and parsed in worker processes (one per CPU) while this
+    process stores the ones already read. arXiv API sources are read here, one request at a time, to keep
+    their pacing."""
     sources = [config.source(name) for name in source_names] if source_names else [s for s in config.sources if s.enabled]
+    with session_scope(engine) as session:
+        validators = {s.name: store_papers.saved_validators(session, s.name, s.url) for s in sources}
+    today = utcnow().astimezone(config.timezone).date()
     report = IngestReport()
-    with Fetcher(config.ingest, config.base_dir) as fetcher, ingest_progress(progress) as bar:
+    with (
+        Fetcher(config.ingest, config.base_dir) as fetcher,
+        reader_pool(sources) as pool,
+        ingest_progress(progress) as bar,
+    ):
+        reads = [(source, utcnow(), start_read(pool, fetcher, config, source, validators[source.name], today))
+                 for source in sources]
         task = bar.add_task("Ingesting", total=len(sources))
-        for source in sources:
+        for source, started, read in reads:
             bar.update(task, description=f"Ingesting {source.name}")
-            report.results.append(ingest_source(config, engine, source, fetcher))
+            report.results.append(ingest_source(engine, source, started, read))
             bar.advance(task)
     return report
+
+
+def reader_pool(sources: list[SourceSettings]) -> ProcessPoolExecutor | nullcontext:
+    """Worker processes for reading sources, when there is more than one CPU and more than one source to read."""
+    parallel = sum(source.kind != "arxiv-api" for source in sources)
+    workers = min(os.cpu_count() or 1, parallel)
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext()
+
+
+def start_read(
+    pool: ProcessPoolExecutor | None, fetcher: Fetcher, config: Config, source: SourceSettings,
+    validators: Validators, today: date,
+) -> Callable[[], Listing]:
+    """Begin reading `source`; the returned function waits for its Listing (or raises its FeedError)."""
+    if pool is None or source.kind == "arxiv-api":
+        return partial(read_source, source, fetcher, validators, today)
+    return pool.submit(read_with_own_fetcher, config.ingest, config.base_dir, source, validators, today).result
+
+
+def read_with_own_fetcher(
+    settings: IngestSettings, base_dir: Path, source: SourceSettings, validators: Validators, today: date
+) -> Listing:
+    """`read_source` in a worker process, which needs its own HTTP client."""
+    with Fetcher(settings, base_dir) as fetcher:
+        return read_source(source, fetcher, validators, today)
 
 
 def ingest_progress(enabled: bool) -> Progress:
@@ -226,21 +268,18 @@ def ingest_progress(enabled: bool) -> Progress:
     return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=True)
 
 
-def ingest_source(config: Config, engine: Engine, source: SourceSettings, fetcher: Fetcher) -> SourceResult:
-    """Read one source and store its entries together with its fetch-log row (and so its ETag) in one
-    transaction. A failure is recorded in a transaction of its own, without an ETag."""
-    started = utcnow()
+def ingest_source(engine: Engine, source: SourceSettings, started: datetime, read: Callable[[], Listing]) -> SourceResult:
+    """Wait for one source's listing and store its entries together with its fetch-log row (and so its ETag) in
+    one transaction. A failure is recorded in a transaction of its own, without an ETag."""
     url = source.url
     try:
-        with session_scope(engine) as session:
-            validators = store_papers.saved_validators(session, source.name, url)
-        listing = read_source(source, fetcher, validators, started.astimezone(config.timezone).date())
+        listing = read()
         with session_scope(engine) as session:
             counts = store_papers.store_entries(session, source.name, listing.entries, started)
             result = listing_result(source.name, listing, counts)
             store_papers.record_fetch(session, source.name, url, started, result.status, **fetch_fields(listing, result))
         return result
-    except (DigestError, SQLAlchemyError) as exc:
+    except (DigestError, SQLAlchemyError, BrokenExecutor) as exc:
         result = SourceResult(source.name, "error", error=error_message(exc))
         with session_scope(engine) as session:
             store_papers.record_fetch(session, source.name, url, started, "error", finished_at=utcnow(), error=result.error)
@@ -280,6 +319,8 @@ def fetch_fields(listing: Listing, result: SourceResult) -> dict:
 def error_message(exc: Exception) -> str:
     if isinstance(exc, SQLAlchemyError):
         return f"database error: {getattr(exc, 'orig', None) or exc}"
+    if isinstance(exc, BrokenExecutor):
+        return f"the process reading this source died: {exc}"
     return str(exc)
 
 
