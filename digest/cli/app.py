@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, tzinfo
 from functools import cached_property
 from pathlib import Path
 
@@ -68,6 +69,22 @@ def root(
     ),
 ) -> None:
     ctx.obj = CliState(config_path=config)
+
+
+def parse_day(value: str | None, param_hint: str = "--date") -> date | None:
+    """A YYYY-MM-DD option as a date; a clear usage error (exit 2) for anything else."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-23 (YYYY-MM-DD)", param_hint=param_hint) from None
+
+
+def start_of_day(value: str | None, tz: tzinfo, param_hint: str = "--since") -> datetime | None:
+    """Midnight at the start of a YYYY-MM-DD day in the digest's timezone."""
+    day = parse_day(value, param_hint)
+    return None if day is None else datetime.combine(day, time(), tzinfo=tz)
 
 
 def new_group(name: str, help: str) -> typer.Typer:

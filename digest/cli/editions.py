@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime
 from enum import Enum
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import typer
 
 from digest import pipeline
-from digest.cli.app import CliState, app
+from digest.cli.app import CliState, app, parse_day
 from digest.render.archive import archive_folder
 from digest.render.edition import write_outputs
 
@@ -26,15 +25,6 @@ class Format(str, Enum):
     text = "text"
     md = "md"
     all = "all"
-
-
-def parse_day(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date like 2026-11-23") from None
 
 
 def output_folder(state: CliState, out: Path | None) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
 from pathlib import Path
 
 import typer
@@ -11,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from digest import pipeline
-from digest.cli.app import CliState, app
+from digest.cli.app import CliState, app, start_of_day
 from digest.demo import run_demo, show_ingest_report, show_papers
 
 
@@ -37,7 +36,7 @@ def papers(
 ) -> None:
     """List the stored papers, newest first."""
     state: CliState = ctx.obj
-    listing = pipeline.paper_listing(state.engine, since=start_of_day(since, state.config), source=source)
+    listing = pipeline.paper_listing(state.engine, since=start_of_day(since, state.config.timezone), source=source)
     if as_json:
         for paper in listing:
             typer.echo(json.dumps(paper, ensure_ascii=False))
@@ -64,14 +63,3 @@ def demo(
     state: CliState = ctx.obj
     run_demo(directory, Console(), backend=backend)
     state.console.print(f"Demo files are in {escape(str(directory.resolve()))}")
-
-
-def start_of_day(value: str | None, config) -> datetime | None:
-    """Midnight at the start of a YYYY-MM-DD day in the digest's timezone."""
-    if value is None:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}", param_hint="--since") from None
-    return datetime.combine(day, time(), tzinfo=config.timezone)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from digest import pipeline
-from digest.cli.app import CliState, app
+from digest.cli.app import CliState, app, start_of_day
 from digest.errors import ConfigError
 
 
@@ -48,19 +47,8 @@ def summarise(
     if theme is not None and theme not in config.theme_names:
         raise ConfigError(f"no theme named {theme!r} in {config.path} (known: {', '.join(config.theme_names)})")
     report = pipeline.summarise(
-        config, state.engine, since=parse_since(since, config.timezone), theme=theme, limit=limit, force=force,
+        config, state.engine, since=start_of_day(since, config.timezone), theme=theme, limit=limit, force=force,
         progress=True,
     )
     methods = ", ".join(f"{n} {m}" for m, n in sorted(report.methods.items())) or "none"
     state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done")
-
-
-def parse_since(value: str | None, tz) -> datetime | None:
-    """Midnight at the start of the given day, in the digest's timezone."""
-    if value is None:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date like 2025-06-30", param_hint="--since") from None
-    return datetime.combine(day, datetime.min.time(), tzinfo=tz)
