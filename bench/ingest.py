@@ -25,7 +25,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "papers.jsonl"
+CORPUS = ROOT / "tests" / "fixtures" / "corpus" / "papers.jsonl"
 ARXIV_NS = 'xmlns:arxiv="http://arxiv.org/schemas/atom"'
 DC_NS = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
 AUTHORS = [

@@ -27,7 +27,7 @@ from digest.render.templating import template_environment
 from digest.store import open_database, session_scope
 from digest.summarise import summarise_papers
 
-CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "papers.jsonl"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "corpus" / "papers.jsonl"
 THEMES = 10
 PAPERS_PER_THEME = 10
 DAY = date(2026, 11, 23)

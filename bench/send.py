@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CORPUS = REPO.parent / "shared" / "corpus" / "papers.jsonl"
+CORPUS = REPO / "tests" / "fixtures" / "corpus" / "papers.jsonl"
 THEMES = ["Language models", "Image and video generation", "Agents"]
 PAPERS_PER_THEME = 8
 

@@ -14,7 +14,7 @@ from digest.config import Config, load_config
 from digest.store import get_engine, open_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "papers.jsonl"
+CORPUS = FIXTURES / "corpus" / "papers.jsonl"
 POSTGRES_ADMIN_URL = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 CHROMIUM = "/usr/bin/chromium"
