@@ -18,7 +18,7 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from digest.config import REPO_ROOT, load_config
+from digest.config import load_config
 from digest.models import Paper, ThemeAssignment
 from digest.render import EditionRenderer, EmailLinks
 from digest.render.archive import edition_page

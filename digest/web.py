@@ -28,15 +28,16 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from digest.config import REPO_ROOT, Config
+from digest.config import Config
 from digest.deliver.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, Links
 from digest.deliver.message import confirmation_message
 from digest.deliver.transports import SendFailure, get_transport
 from digest.errors import DigestError
+from digest.resources import templates_dir
 from digest.store import open_database, session_scope
 from digest.store import subscribers as store
 
-TEMPLATES = REPO_ROOT / "templates" / "web"
+TEMPLATES = templates_dir() / "web"
 CSRF_COOKIE = "digest_csrf"
 log = logging.getLogger(__name__)
 

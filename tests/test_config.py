@@ -3,14 +3,15 @@
 
 import pytest
 
-from digest.config import REPO_ROOT, load_config
+from digest.config import load_config
 from digest.errors import ConfigError
+from digest.resources import reference_config
 
 
 def test_sample_config_in_repository_is_valid():
-    config = load_config(REPO_ROOT / "config.toml")
+    config = load_config(reference_config())
     assert config.sources and config.themes
-    assert config.database_url == f"sqlite:///{REPO_ROOT / 'digest.db'}"
+    assert config.database_url == f"sqlite:///{reference_config().parent / 'digest.db'}"
 
 
 def test_config_found_through_environment_variable(write_config, monkeypatch, tmp_path):

@@ -124,6 +124,22 @@ def test_papers_fitting_no_theme_go_to_other_unless_it_is_turned_off(write_confi
         assert store_themes.assignments_for(session, [1]) == {}
 
 
+def test_without_similarity_themes_go_by_keywords_alone_and_no_model_runs(write_config, engine):
+    config = load_config(write_config(THEMES + "\n[assign]\nsimilarity = false\n"))
+    add_papers(engine, corpus_rows([IMAGE_PAPERS[2], AGENT_PAPER]))
+    pipeline.assign_and_summarise(config, engine)
+    with session_scope(engine) as session:
+        assignments = store_themes.assignments_for(session, [1, 2])
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 0
+    [image] = assignments[1]
+    assert (image.theme, image.reason, image.similarity) == (
+        "Image generation", "matched keywords: diffusion, text-to-image", None
+    )
+    assert image.score == pytest.approx(0.5 * 0.75)
+    # No keyword of "Agents" (it has none) appears, and similarity cannot place it: it goes to Other.
+    assert [(a.theme, a.reason) for a in assignments[2]] == [("Other", "fits no theme")]
+
+
 def test_categories_restrict_a_theme(write_config, engine):
     config = load_config(write_config(THEMES.replace('exclude = ["audio", "music"]', 'categories = ["cs.CV"]')))
     add_papers(engine, corpus_rows(IMAGE_PAPERS[:1]), categories=["cs.CL"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 import typer
 
 from digest.cli.app import CliState, app, new_group
-from digest.config import REPO_ROOT, find_config_path
+from digest.config import find_config_path
+from digest.resources import reference_config
 from digest.store import current_revision, get_engine, head_revision, safe_url, upgrade
-
-STARTER_CONFIG = REPO_ROOT / "config.toml"
 
 db = new_group("db", "Manage the database schema (Alembic migrations).")
 
@@ -25,7 +24,7 @@ def init(
         state.console.print(f"Config already exists: {path} (use --force to overwrite)")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(STARTER_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+        path.write_text(reference_config().read_text(encoding="utf-8"), encoding="utf-8")
         state.console.print(f"Wrote starter config: {path}")
     state.config_path = path
     upgrade(state.config.database_url)

@@ -22,11 +22,12 @@ from jinja2 import (
 )
 from mjml import mjml2html
 
-from digest.config import REPO_ROOT, Config
+from digest.config import Config
 from digest.errors import RenderError
 from digest.render import filters
+from digest.resources import templates_dir
 
-TEMPLATES_DIR = REPO_ROOT / "templates"
+TEMPLATES_DIR = templates_dir()
 AUTOESCAPED_SUFFIXES = (".html.j2", ".mjml.j2", ".xml.j2")
 
 

@@ -20,10 +20,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.config import REPO_ROOT
 from digest.errors import StoreError
+from digest.resources import migrations_dir
 
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -76,7 +75,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 

