@@ -1,5 +1,5 @@
 """Ingest benchmark: writes >= 10,000 entries of local feed files (arXiv RSS and Atom listings, arXiv API pages and
-Hugging Face daily-papers JSON, from the real titles and abstracts in the shared corpus with invented ids), then
+Hugging Face daily-papers JSON, from the real titles and abstracts in tests/fixtures/corpus with invented ids), then
 times a bare parse of the same files (feedparser for XML, json.loads for JSON), a full ingest into a fresh SQLite
 database, and a re-ingest. Prints entries/s, the ratio to the bare parse, peak memory, and what the re-ingest stored.
 
