@@ -39,7 +39,7 @@ from digest.config import parse_config  # noqa: E402
 from digest.models import Paper, Summary  # noqa: E402
 from digest.store import open_database, session_scope  # noqa: E402
 from digest.summarise import huggingface, prompts  # noqa: E402
-from digest.store import themes as store_themes  # noqa: E402
+from digest.store import summaries as store_summaries  # noqa: E402
 from digest.summarise.base import SourceItem  # noqa: E402
 from digest.summarise.core import (  # noqa: E402
     OVERVIEW_PAPERS,
@@ -49,7 +49,7 @@ from digest.summarise.core import (  # noqa: E402
     tldr_task,
     write,
 )
-from digest.summarise.text import clean_source  # noqa: E402
+from digest.text import clean_source  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -207,7 +207,7 @@ def overview_sources(config, engine, papers: list[Paper], groups: int) -> None:
     model's overview passes the check, and how fast each is."""
     chunks = [papers[i : i + OVERVIEW_PAPERS] for i in range(0, groups * OVERVIEW_PAPERS, OVERVIEW_PAPERS)]
     with session_scope(engine) as session:
-        tldrs = store_themes.tldrs_for(session, [p.id for chunk in chunks for p in chunk], config)
+        tldrs = store_summaries.tldrs_for(session, [p.id for chunk in chunks for p in chunk], config)
     summariser = get_summariser(config)
     print(f"\noverviews of {len(chunks)} groups of {OVERVIEW_PAPERS} papers:")
     for label, text_of in (("from TL;DRs", lambda p: tldrs[p.id].text), ("from abstracts", lambda p: clean_source(p.abstract))):

@@ -29,6 +29,7 @@ from digest.sources.fetch import Fetcher, Validators
 from digest.store import editions as store_editions
 from digest.store import papers as store_papers
 from digest.store import session_scope
+from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
 from digest.summarise import SummariseReport, summarise_papers
 from digest.themes import assign_themes, rank_theme, themes_hash
@@ -102,7 +103,7 @@ def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | 
         counts = store_themes.theme_paper_counts(session)
         for name in config.theme_names:
             ranked = rank_theme(config, name, store_themes.theme_candidates(session, name), now)[:top]
-            tldrs = store_themes.tldrs_for(session, [r.paper.id for r in ranked], config)
+            tldrs = store_summaries.tldrs_for(session, [r.paper.id for r in ranked], config)
             papers = [
                 {"paper_id": r.paper.id, "title": r.paper.title, "score": r.score, "reason": r.reason,
                  "tldr": tldrs[r.paper.id].text if r.paper.id in tldrs else None}
@@ -329,7 +330,7 @@ def paper_listing(engine: Engine, since: datetime | None = None, source: str | N
     with session_scope(engine) as session:
         papers = store_papers.list_papers(session, since, source)
         themes = store_themes.assignments_for(session, [p.id for p in papers])
-        tldrs = store_themes.newest_tldrs(session, [p.id for p in papers])
+        tldrs = store_summaries.newest_tldrs(session, [p.id for p in papers])
         return [
             store_papers.paper_to_dict(paper)
             | {

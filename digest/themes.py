@@ -30,7 +30,7 @@ from digest.errors import ConfigError
 from digest.models import Paper, ThemeAssignment
 from digest.resources import ML_EXTRA_HINT, missing_packages
 from digest.store import themes as store
-from digest.summarise.text import clean_source, source_hash
+from digest.text import clean_source, source_hash
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from digest.summarise.grounding import problems, tidy, unsupported_terms
-from digest.summarise.text import clean_source, split_sentences
+from digest.text import clean_source, split_sentences
 
 SOURCE = (
     "Text-to-image diffusion models struggle with spatial layouts. We propose LayoutGuide, a training-free method "

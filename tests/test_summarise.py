@@ -26,10 +26,11 @@ from digest.config import load_config
 from digest.errors import SummariserError
 from digest.models import Paper, Summary
 from digest.store import session_scope
+from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
-from digest.summarise import grounding, prompts, summarise_papers, theme_overview
+from digest.summarise import grounding, summarise_papers, theme_overview
 from digest.summarise.extractive import best_sentences, trim
-from digest.summarise.text import clean_source
+from digest.text import clean_source
 
 THEMES = """
 [[themes]]
@@ -130,7 +131,7 @@ def test_changed_abstract_or_summariser_gets_a_new_summary_and_old_ones_are_kept
         session.get(Paper, paper.id).abstract = "We propose TinyNet, which halves memory use on phones."
     assert pipeline.assign_and_summarise(extractive, engine).written == 1
     with session_scope(engine) as session:
-        assert store_themes.tldrs_for(session, [paper.id], extractive)[paper.id].text.startswith("We propose TinyNet")
+        assert store_summaries.tldrs_for(session, [paper.id], extractive)[paper.id].text.startswith("We propose TinyNet")
     assert len(stored(engine)) == 2
 
 
@@ -205,7 +206,7 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     assert report.written == 2
     summaries = stored(engine)
     for paper, summary in zip(papers, summaries):
-        assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", prompts.TLDR_VERSION)
+        assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", store_summaries.TLDR_VERSION)
         assert summary.method in ("model", "model-strict", "extractive")
         found = grounding.problems(summary.text, clean_source(paper.abstract), max_words=30)
         assert summary.grounded == (not found) and (summary.method == "extractive" or not found)
@@ -363,6 +364,6 @@ def test_themes_and_summaries_work_on_postgresql(write_config, postgres_url, mon
     assert pipeline.assign_and_summarise(config, engine).written == 6
     assert pipeline.assign_and_summarise(config, engine).reused == 6
     with session_scope(engine) as session:
-        assert len(store_themes.tldrs_for(session, [p.id for p in papers], config)) == 6
+        assert len(store_summaries.tldrs_for(session, [p.id for p in papers], config)) == 6
         assert store_themes.theme_candidates(session, "Image generation")
         assert theme_overview(config, session, "Image generation", papers).cited_paper_ids == [p.id for p in papers[:4]]

@@ -31,7 +31,8 @@ from digest.render import EditionRenderer
 from digest.render.view import date_range_label
 from digest.store import editions as store
 from digest.store import session_scope
-from digest.store.themes import assignments_for, tldrs_for
+from digest.store.summaries import tldrs_for
+from digest.store.themes import assignments_for
 from digest.summarise import theme_overview
 from digest.themes import RankedPaper, rank_theme
 

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from digest.config import Config, SummariserSettings
 from digest.models import Paper, Summary
 from digest.store import session_scope
-from digest.store import themes as store
+from digest.store import summaries as store
+from digest.store.summaries import summary_identity
 from digest.summarise import grounding
 from digest.summarise.base import SourceItem, Summariser, Task, backend_class
 from digest.summarise.extractive import ExtractiveSummariser
-from digest.summarise.prompts import summary_identity
-from digest.summarise.text import clean_source, source_hash
+from digest.text import clean_source, source_hash
 
 OVERVIEW_PAPERS = 4
 OVERVIEW_SENTENCE_WORDS = 30

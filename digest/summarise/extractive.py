@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from digest.summarise.base import Summariser, Task, register
-from digest.summarise.text import split_sentences, words
+from digest.text import split_sentences, words
 
 # Sentences that say what a paper does or found score higher; background sentences lower.
 _CONTRIBUTION = re.compile(

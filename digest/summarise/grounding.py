@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from digest.summarise.text import normalise_whitespace, split_sentences, words
+from digest.text import normalise_whitespace, split_sentences, words
 
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?dr|summary|overview|answer|one[- ]sentence summary)(?:\*\*)?\s*[:\-–]\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")

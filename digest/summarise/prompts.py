@@ -1,16 +1,10 @@
-"""Prompts for model backends, and the version that stored summaries record: change a prompt, bump its version,
-and summaries made with the old one are redone on the next run. Kept free of heavy imports: `store` reads the
-versions to find the current summaries."""
+"""Prompts for model backends. Change a prompt, bump its version in `digest.store.summaries` (TLDR_VERSION,
+OVERVIEW_VERSION), and summaries made with the old one are redone on the next run."""
 
 from __future__ import annotations
 
-from digest.config import SummariserSettings
 from digest.summarise.base import Task
 from digest.summarise.extractive import best_sentences
-
-TLDR_VERSION = "tldr-2"
-OVERVIEW_VERSION = "overview-1"
-EXTRACTIVE_VERSION = "extractive-1"
 
 SYSTEM = "You summarise research papers."
 # The answer is started for the model: it keeps small models from echoing the title or writing headings,
@@ -23,13 +17,6 @@ OVERVIEW_PREFILL = "These papers"
 EXCERPT_SENTENCES = 2
 
 Messages = list[dict[str, str]]
-
-
-def summary_identity(settings: SummariserSettings, kind: str) -> tuple[str, str, str]:
-    """(model, backend, prompt_version) that a summary of `kind` made with these settings is stored under."""
-    if settings.backend == "extractive":
-        return "extractive", "extractive", EXTRACTIVE_VERSION
-    return settings.model, settings.backend, TLDR_VERSION if kind == "tldr" else OVERVIEW_VERSION
 
 
 def excerpt(task: Task) -> str:

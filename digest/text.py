@@ -1,5 +1,6 @@
-"""Cleaning source text before it reaches a model: LaTeX stripped, whitespace normalised, length capped,
-sentences split, and the hash that tells whether a stored summary still matches its source."""
+"""Cleaning a paper's text before a model reads it (to embed it for themes or to summarise it): LaTeX stripped,
+whitespace normalised, length capped, sentences split, and the hash that tells whether something stored from a
+text (an embedding, a summary) still matches it."""
 
 from __future__ import annotations
 
