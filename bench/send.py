@@ -127,10 +127,10 @@ def bench(subscribers: int, checkpoint: int) -> None:
         print(f"seeded {subscribers} confirmed subscribers in {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
-        first = send_edition(config, engine, edition_id, limit=checkpoint, progress=False)
+        first = send_edition(config, engine, edition_id, limit=checkpoint)
         first_seconds = time.perf_counter() - started
         rss_first = peak_rss_mb()
-        rest = send_edition(config, engine, edition_id, progress=False)
+        rest = send_edition(config, engine, edition_id)
         total_seconds = time.perf_counter() - started
         rss_total = peak_rss_mb()
     sink.stdin.write("done\n")

@@ -98,7 +98,7 @@ def run_demo(workdir: Path, console: Console | None = None, backend: str = "tran
     engine = open_database(config.database_url)
 
     console.print(f"[bold]1. Ingest[/bold] the sample feeds in {escape(str(SAMPLES))}")
-    show_ingest_report(pipeline.ingest(config, engine, progress=False), console)
+    show_ingest_report(pipeline.ingest(config, engine), console)
     show_papers(pipeline.paper_listing(engine), console)
 
     console.print(f"[bold]2. Themes and TL;DRs[/bold] by the {escape(backend)} summariser ({escape(config.summariser.model)})")
@@ -113,7 +113,7 @@ def run_demo(workdir: Path, console: Console | None = None, backend: str = "tran
 
     console.print(f"[bold]4. Delivery[/bold] to {len(DEMO_READERS)} sample readers through the file transport")
     add_readers(engine)
-    console.print(pipeline.send_edition(config, engine, edition.id, progress=False).summary())
+    console.print(pipeline.send_edition(config, engine, edition.id).summary())
 
     console.print("\n[bold]Open these:[/bold]")
     for label, path in [("Email (HTML)", files[0]), ("Plain text", files[1]), ("Markdown", files[2]),

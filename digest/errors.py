@@ -25,5 +25,9 @@ class RenderError(DigestError):
     """A template or an MJML document could not be rendered."""
 
 
+class SubscriberError(DigestError):
+    """A subscriber cannot be added, found or changed as asked (bad address, unknown theme, bad CSV row)."""
+
+
 class DeliveryError(DigestError):
-    """Mail could not be delivered and the run must stop (bad login, TLS failure)."""
+    """Mail cannot be sent as asked (no such edition) or the run must stop (bad login, TLS failure)."""

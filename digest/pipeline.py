@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,16 +20,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.config import Config, IngestSettings, SourceSettings
-from digest.deliver.outbox import Composer, SendReport, preview_send, send_queued
-from digest.errors import DigestError, RenderError
+from digest.deliver import subscriber_csv
+from digest.deliver.outbox import Composer, SendProgress, SendReport, preview_send, send_queued
+from digest.errors import DigestError, RenderError, SubscriberError
 from digest.models import Edition, Paper, utcnow
 from digest.render import EditionRenderer, archive
 from digest.render import edition as editions
 from digest.sources import Listing, read_source
 from digest.sources.fetch import Fetcher, Validators
 from digest.store import editions as store_editions
+from digest.store import outbox as store_outbox
 from digest.store import papers as store_papers
 from digest.store import session_scope
+from digest.store import subscribers as store_subscribers
 from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
 from digest.summarise import SummariseReport, summarise_papers
@@ -156,19 +160,79 @@ def write_archive(config: Config, engine: Engine, out_dir: Path) -> Path:
     return archive.write_archive(config, ready, out_dir)
 
 
+# --- Delivery ----------------------------------------------------------------------------------------------
+
+
+def edition_to_send(engine: Engine, edition_id: int | None, period: str | None) -> int:
+    """The edition `digest send` means: the one named, else the newest ready one of the period."""
+    with session_scope(engine) as session:
+        return store_outbox.edition_to_send(session, edition_id, period)
+
+
 def send_edition(
     config: Config, engine: Engine, edition_id: int, dry_run: bool = False, limit: int | None = None,
-    progress: bool = True,
+    on_progress: SendProgress | None = None,
 ) -> SendReport:
     """Send one edition to each eligible subscriber exactly once (see `digest.deliver.outbox` for the bound
-    after a crash); `dry_run` builds every message and records nothing."""
+    after a crash); `dry_run` builds every message and records nothing. `on_progress(done, due)` is called
+    after each message."""
     renderer = edition_renderer(config, engine, edition_id)
     composer = Composer(config, renderer, renderer.public_links.web_url)
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
     if dry_run:
         return preview_send(config, engine, edition, composer, limit)
-    return send_queued(config, engine, edition, composer, limit, progress)
+    return send_queued(config, engine, edition, composer, limit, on_progress)
+
+
+def delivery_listing(engine: Engine, edition_id: int | None = None) -> list[dict]:
+    """`digest deliveries`: what was sent to whom, oldest first."""
+    with session_scope(engine) as session:
+        return list(store_outbox.delivery_records(session, edition_id))
+
+
+# --- Subscribers -------------------------------------------------------------------------------------------
+
+
+def add_subscriber(
+    config: Config, engine: Engine, email: str, themes: list[str], frequency: str, confirmed: bool = False
+) -> dict:
+    """`digest subscribers add`: a new subscriber, pending until they confirm unless `confirmed`; returns its
+    record. SubscriberError for a bad or known address, an unknown theme or frequency."""
+    chosen = store_subscribers.check_choices(themes, frequency, config.theme_names)
+    with session_scope(engine) as session:
+        subscriber = store_subscribers.add_subscriber(
+            session, email, chosen, frequency, "confirmed" if confirmed else "pending"
+        )
+        return store_subscribers.subscriber_record(subscriber)
+
+
+def subscriber_listing(engine: Engine) -> list[dict]:
+    """`digest subscribers list`: every subscriber's record, by id."""
+    with session_scope(engine) as session:
+        return [store_subscribers.subscriber_record(s) for s in store_subscribers.iter_subscribers(session)]
+
+
+def remove_subscriber(engine: Engine, email: str) -> None:
+    """`digest subscribers remove`: delete the subscriber and their delivery history."""
+    with session_scope(engine) as session:
+        store_subscribers.remove_subscriber(session, email)
+
+
+def import_subscribers(config: Config, engine: Engine, path: Path) -> int:
+    """`digest subscribers import`: add every row of a CSV file, or none; return how many. SubscriberError
+    naming the file and each bad line."""
+    try:
+        rows = subscriber_csv.read_csv(path, config.theme_names)
+        with session_scope(engine) as session:
+            return subscriber_csv.import_rows(session, rows)
+    except SubscriberError as exc:
+        raise SubscriberError(f"{path}: {exc}") from None
+
+
+def export_subscribers(engine: Engine, out: TextIO) -> int:
+    """`digest subscribers export`: every subscriber as CSV (the format `import` reads); return how many."""
+    return subscriber_csv.write_csv(subscriber_listing(engine), out)
 
 
 # --- Ingest ------------------------------------------------------------------------------------------------

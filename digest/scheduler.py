@@ -20,7 +20,7 @@ from digest.errors import ConfigError, DigestError
 log = logging.getLogger(__name__)
 
 def ingest_job(config: Config, engine: Engine) -> None:
-    report = pipeline.ingest(config, engine, progress=False)
+    report = pipeline.ingest(config, engine)
     for failure in report.failures:
         log.warning("ingest: %s", failure)
 
@@ -33,7 +33,7 @@ def edition_job(period: str) -> Callable[[Config, Engine], None]:
         if edition.status != "ready":
             log.info("%s edition %s: nothing to send (%s)", period, edition.start_date, edition.empty_reason)
             return
-        report = pipeline.send_edition(config, engine, edition.id, progress=False)
+        report = pipeline.send_edition(config, engine, edition.id)
         log.info("%s edition %s sent: %s", period, edition.start_date, report)
 
     return run

@@ -32,7 +32,7 @@ from digest.config import Config
 from digest.deliver.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, Links
 from digest.deliver.message import confirmation_message
 from digest.deliver.transports import SendFailure, get_transport
-from digest.errors import DigestError
+from digest.errors import DigestError, SubscriberError
 from digest.resources import templates_dir
 from digest.store import open_database, session_scope
 from digest.store import subscribers as store
@@ -124,7 +124,7 @@ class Pages:
         try:
             address = store.normalise_email(email)
             themes = store.check_choices(chosen, frequency, self.themes)
-        except store.SubscriberError as exc:
+        except SubscriberError as exc:
             return self.subscribe_form(request, str(exc), 400, email, chosen, frequency)
         client = request.client.host if request.client else "unknown"
         if not (self.limits.allow(f"ip:{client}") and self.limits.allow(f"email:{address}")):
@@ -196,7 +196,7 @@ class Pages:
         chosen, frequency = [str(theme) for theme in form.getlist("themes")], str(form.get("frequency", ""))
         try:
             themes = store.check_choices(chosen, frequency, self.themes)
-        except store.SubscriberError as exc:
+        except SubscriberError as exc:
             return self.preferences_form(request, token, found, found[1], chosen, frequency, str(exc), 400)
         await run_in_threadpool(self.change, found, store.set_preferences, themes, frequency)
         return self.preferences_form(request, token, found, found[1], themes, frequency, "Saved.")

@@ -19,7 +19,7 @@ from digest.errors import DeliveryError
 from digest.models import Delivery, Edition, Subscriber, utcnow
 from digest.pipeline import send_edition
 from digest.render import RenderedEmail
-from digest.store import open_database, session_scope
+from digest.store import open_database, outbox, session_scope
 from digest.store import subscribers as store
 from smtp_server import SmtpServer
 
@@ -110,8 +110,8 @@ def test_each_eligible_subscriber_gets_the_edition_once(setup, smtp):
         store.add_subscriber(session, "vision@example.com", ["Other"], "daily", "confirmed")
         store.add_subscriber(session, "agents@example.com", ["Agents"], "both", "confirmed")
 
-    first = send_edition(config, engine, edition_id, progress=False)
-    again = send_edition(config, engine, edition_id, progress=False)
+    first = send_edition(config, engine, edition_id)
+    again = send_edition(config, engine, edition_id)
 
     assert (first.sent, first.failed, again.sent, again.queued) == (4, 0, 0, 0)
     assert received_by(smtp) == {address: 1 for address in readers + ["agents@example.com"]}
@@ -120,11 +120,22 @@ def test_each_eligible_subscriber_gets_the_edition_once(setup, smtp):
     assert "A paper about language models" not in agents_copy.get_body(("plain",)).get_content()
 
 
+def test_a_send_reports_its_progress_message_by_message(setup, smtp):
+    config, engine = setup()
+    edition_id = add_edition(engine)
+    add_subscribers(engine, 3)
+    calls = []
+
+    send_edition(config, engine, edition_id, on_progress=lambda done, due: calls.append((done, due)))
+
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_message_has_bulk_sender_headers_and_the_outbox_message_id(setup, smtp):
     config, engine = setup()
     edition_id = add_edition(engine)
     add_subscribers(engine, 1)
-    send_edition(config, engine, edition_id, progress=False)
+    send_edition(config, engine, edition_id)
 
     message = smtp.messages[0].message
     row = rows(engine)["reader0@example.com"]
@@ -159,7 +170,7 @@ def test_temporary_failures_are_retried_with_the_same_message_id(setup, smtp):
     smtp.handler.script("reader0@example.com", "451 4.3.0 try later", "drop")
     smtp.handler.script("reader1@example.com", "421 4.7.0 closing")
 
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
 
     assert (report.sent, report.retried, report.failed) == (3, 3, 0)
     assert received_by(smtp) == {f"reader{index}@example.com": 1 for index in range(3)}
@@ -173,7 +184,7 @@ def test_temporary_failures_give_up_after_max_attempts(setup, smtp):
     edition_id = add_edition(engine)
     add_subscribers(engine, 1)
     smtp.handler.script("reader0@example.com", "451 later", "451 later", "451 later")
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
     assert (report.sent, report.retried, report.failed) == (0, 1, 1)
     assert rows(engine)["reader0@example.com"].status == "failed"
 
@@ -184,10 +195,10 @@ def test_permanent_failures_mark_failed_and_bounce_after_the_configured_count(se
     add_subscribers(engine, 2)
     smtp.handler.refuse("reader0@example.com", "550 5.1.1 no such user")
 
-    one = send_edition(config, engine, first, progress=False)
+    one = send_edition(config, engine, first)
     with session_scope(engine) as session:
         assert store.find_subscriber(session, "reader0@example.com").status == "confirmed"
-    two = send_edition(config, engine, second, progress=False)
+    two = send_edition(config, engine, second)
 
     assert (one.failed, one.bounced, two.failed, two.bounced) == (1, 0, 1, 1)
     with session_scope(engine) as session:
@@ -203,11 +214,11 @@ def test_refused_login_stops_the_run_and_loses_nothing(setup, tmp_path, monkeypa
         add_subscribers(engine, 3)
         monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "wrong")
         with pytest.raises(DeliveryError, match="refused the login"):
-            send_edition(config, engine, edition_id, progress=False)
+            send_edition(config, engine, edition_id)
         assert {(row.status, row.attempts) for row in rows(engine).values()} == {("pending", 0)}
 
         monkeypatch.setenv("DIGEST_SMTP_PASSWORD", "right")
-        assert send_edition(config, engine, edition_id, progress=False).sent == 3
+        assert send_edition(config, engine, edition_id).sent == 3
         assert len(server.messages) == 3
 
 
@@ -221,7 +232,7 @@ def test_sends_over_starttls_and_implicit_tls_with_login(setup, tmp_path, monkey
         config, engine = setup(server, security=security, username="digest", ca_file=str(server.ca_file))
         edition_id = add_edition(engine)
         add_subscribers(engine, 2)
-        assert send_edition(config, engine, edition_id, progress=False).sent == 2
+        assert send_edition(config, engine, edition_id).sent == 2
         assert len(server.messages) == 2
 
 
@@ -231,7 +242,7 @@ def test_untrusted_certificate_stops_the_run(setup, tmp_path):
         edition_id = add_edition(engine)
         add_subscribers(engine, 1)
         with pytest.raises(DeliveryError, match="TLS"):
-            send_edition(config, engine, edition_id, progress=False)
+            send_edition(config, engine, edition_id)
         assert rows(engine)["reader0@example.com"].status == "pending" and not server.messages
 
 
@@ -239,11 +250,11 @@ def test_unsubscribing_mid_send_suppresses_the_rest(setup, smtp):
     config, engine = setup(claim_batch=1)
     edition_id = add_edition(engine)
     add_subscribers(engine, 3)
-    assert send_edition(config, engine, edition_id, limit=1, progress=False).sent == 1
+    assert send_edition(config, engine, edition_id, limit=1).sent == 1
     with session_scope(engine) as session:
         store.unsubscribe(store.find_subscriber(session, "reader1@example.com"))
 
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
 
     assert (report.sent, report.skipped) == (1, 1)
     assert rows(engine)["reader1@example.com"].status == "skipped"
@@ -256,7 +267,7 @@ def test_a_slow_server_makes_the_sender_hand_back_rows_before_its_lease_ends(set
     readers = add_subscribers(engine, 4)
     smtp.handler.delay_seconds = 0.3  # only two sends fit in the 0.5 s a batch may be held
 
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
 
     assert report.sent == 4 and received_by(smtp) == {reader: 1 for reader in readers}
     assert {row.attempts for row in rows(engine).values()} == {1}
@@ -266,7 +277,7 @@ def test_an_edition_past_its_send_by_age_is_not_sent(setup, smtp):
     config, engine = setup(send_by_hours=24)
     edition_id = add_edition(engine, age_hours=30)
     add_subscribers(engine, 2)
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
     assert (report.sent, report.skipped) == (0, 2) and not smtp.messages
     assert {row.error for row in rows(engine).values()} == {"edition older than send_by_hours (24)"}
 
@@ -278,7 +289,7 @@ def test_an_empty_edition_is_sent_to_nobody(setup, smtp):
         edition = session.get(Edition, edition_id)
         edition.status, edition.empty_reason, edition.content = "empty", "no new papers", {"themes": []}
     add_subscribers(engine, 2)
-    report = send_edition(config, engine, edition_id, progress=False)
+    report = send_edition(config, engine, edition_id)
     assert (report.queued, report.sent) == (0, 0) and "no new papers" in report.note and not smtp.messages
 
 
@@ -286,8 +297,8 @@ def test_hourly_rate_limit_holds_across_runs(setup, smtp):
     config, engine = setup(rate_per_hour=2)
     edition_id = add_edition(engine)
     add_subscribers(engine, 3)
-    first = send_edition(config, engine, edition_id, progress=False)
-    second = send_edition(config, engine, edition_id, progress=False)
+    first = send_edition(config, engine, edition_id)
+    second = send_edition(config, engine, edition_id)
     assert (first.sent, first.waiting, second.sent, second.waiting) == (2, 1, 0, 1)
     assert "hourly limit" in second.note and len(smtp.messages) == 2
 
@@ -296,7 +307,7 @@ def test_per_second_rate_spaces_sends_by_the_recorded_times(setup, smtp):
     config, engine = setup(rate_per_second=2)
     edition_id = add_edition(engine)
     add_subscribers(engine, 3)
-    send_edition(config, engine, edition_id, progress=False)
+    send_edition(config, engine, edition_id)
     times = sorted(row.sent_at for row in rows(engine).values())
     assert times[2] - times[0] >= timedelta(seconds=1)
 
@@ -305,7 +316,7 @@ def test_dry_run_builds_messages_and_records_nothing(setup, smtp):
     config, engine = setup()
     edition_id = add_edition(engine)
     add_subscribers(engine, 2)
-    report = send_edition(config, engine, edition_id, dry_run=True, progress=False)
+    report = send_edition(config, engine, edition_id, dry_run=True)
     assert report.would_send == 2 and rows(engine) == {} and not smtp.messages
 
 
@@ -313,7 +324,7 @@ def test_file_transport_writes_one_eml_per_message(setup, tmp_path):
     config, engine = setup(transport="file", outbox_dir="mail")
     edition_id = add_edition(engine)
     add_subscribers(engine, 2)
-    send_edition(config, engine, edition_id, progress=False)
+    send_edition(config, engine, edition_id)
     files = sorted((tmp_path / "mail").glob("*.eml"))
     assert len(files) == 2 and b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
 
@@ -325,17 +336,17 @@ def test_postgresql_claims_skip_rows_another_sender_holds(setup, smtp, postgres_
     add_subscribers(engine, 5)
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
-        store.queue_edition(session, edition, "digest.test")
+        outbox.queue_edition(session, edition, "digest.test")
     with session_scope(engine) as holder:
-        held, _ = store.claim_batch(holder, edition_id, "holder", 2, 900)
+        held, _ = outbox.claim_batch(holder, edition_id, "holder", 2, 900)
         with session_scope(engine) as other:
-            taken, _ = store.claim_batch(other, edition_id, "other", 10, 900)
+            taken, _ = outbox.claim_batch(other, edition_id, "other", 10, 900)
         assert len(held) == 2 and len(taken) == 3
         assert not {c.delivery_id for c in held} & {c.delivery_id for c in taken}
         holder.rollback()
     with session_scope(engine) as session:
-        store.release_claims(session, "other")
-    assert send_edition(config, engine, edition_id, progress=False).sent == 5
+        outbox.release_claims(session, "other")
+    assert send_edition(config, engine, edition_id).sent == 5
     assert received_by(smtp) == {f"reader{index}@example.com": 1 for index in range(5)}
 
 
@@ -381,7 +392,7 @@ def test_two_senders_at_once_never_send_a_row_twice(setup, smtp):
     edition_id = add_edition(engine)
     readers = add_subscribers(engine, 40)
     with session_scope(engine) as session:
-        store.queue_edition(session, session.get(Edition, edition_id), "digest.test")
+        outbox.queue_edition(session, session.get(Edition, edition_id), "digest.test")
     smtp.handler.delay_seconds, smtp.handler.wait_for_clients = 0.01, 2
     senders = [start_sender(edition_id) for _ in range(2)]
     outputs = [sender.communicate(timeout=120) for sender in senders]

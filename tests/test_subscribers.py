@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.cli import app
+from digest.errors import SubscriberError
 from digest.store import session_scope
 from digest.store import subscribers as store
 
@@ -41,9 +42,9 @@ def test_addresses_are_validated_normalised_and_unique(engine):
     with session_scope(engine) as session:
         added = store.add_subscriber(session, "  Ada@EXAMPLE.com ", [], "daily")
         assert added.email == "ada@example.com" and added.status == "pending"
-        with pytest.raises(store.SubscriberError, match="already a subscriber"):
+        with pytest.raises(SubscriberError, match="already a subscriber"):
             store.add_subscriber(session, "ada@example.COM", [], "daily")
-        with pytest.raises(store.SubscriberError, match="not a valid email address"):
+        with pytest.raises(SubscriberError, match="not a valid email address"):
             store.add_subscriber(session, "ada@@example.com", [], "daily")
 
 
@@ -91,7 +92,7 @@ def test_import_refuses_addresses_already_subscribed(cli, tmp_path):
     cli("subscribers", "add", "old@example.com")
     (tmp_path / "subs.csv").write_text("email\nnew@example.com\nold@example.com\n")
     result = cli("subscribers", "import", "subs.csv")
-    assert "line 3: old@example.com is already a subscriber" in error_text(result)
+    assert "subs.csv: 1 bad row(s), nothing imported:\nline 3: old@example.com is already a subscriber" in error_text(result)
     assert "new@example.com" not in cli("subscribers", "list").stdout
 
 
@@ -118,3 +119,12 @@ def test_deliveries_lists_what_happened_to_whom(cli):
 def test_send_needs_an_edition_or_a_period(cli):
     result = cli("send")
     assert "give either --edition ID or --period" in error_text(result)
+
+
+def test_send_of_an_unknown_edition_points_to_the_editions_listing(cli):
+    assert "no edition 42 (see `digest editions`)" in error_text(cli("send", "--edition", "42"))
+
+
+def test_import_of_a_file_that_is_not_utf8_names_the_file(cli, tmp_path):
+    (tmp_path / "subs.csv").write_bytes("email\nzoë@example.com\n".encode("latin-1"))
+    assert "subs.csv: line 2: not UTF-8 text" in error_text(cli("subscribers", "import", "subs.csv"))

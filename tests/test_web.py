@@ -250,7 +250,7 @@ def test_a_reader_subscribes_confirms_changes_preferences_and_leaves_in_chromium
     assert "confirmed" in page.inner_text("h1")
 
     edition_id = add_edition(engine)
-    assert send_edition(config, engine, edition_id, progress=False).sent == 1
+    assert send_edition(config, engine, edition_id).sent == 1
     edition_mail = smtp.messages[1].message
     assert edition_mail["To"] == "reader@example.com"
     page.goto(link_in(edition_mail, "/preferences"))

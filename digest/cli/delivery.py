@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from digest import pipeline
 from digest.cli.app import CliState, app, new_group
-from digest.store import session_scope
-from digest.store import subscribers as store
+from digest.deliver.outbox import SendProgress
 
 subscribers = new_group("subscribers", "Add, list, remove, import and export subscribers.")
 
@@ -29,11 +32,9 @@ def subscribers_add(
 ) -> None:
     """Add a subscriber (pending until they confirm, unless --confirmed)."""
     state: CliState = ctx.obj
-    chosen = store.check_choices(themes, frequency, state.config.theme_names)
-    with session_scope(state.engine) as session:
-        subscriber = store.add_subscriber(session, email, chosen, frequency, "confirmed" if confirmed else "pending")
-        state.console.print(f"Added {subscriber.email} ({subscriber.status}, {frequency}, "
-                            f"themes: {', '.join(chosen) or 'all'})")
+    added = pipeline.add_subscriber(state.config, state.engine, email, themes, frequency, confirmed)
+    state.console.print(f"Added {added['email']} ({added['status']}, {added['frequency']}, "
+                        f"themes: {', '.join(added['themes']) or 'all'})")
 
 
 @subscribers.command("list")
@@ -42,22 +43,19 @@ def subscribers_list(
 ) -> None:
     """List every subscriber with status, frequency and themes."""
     state: CliState = ctx.obj
-    with session_scope(state.engine) as session:
-        for subscriber in store.iter_subscribers(session):
-            record = store.subscriber_record(subscriber)
-            if as_json:
-                typer.echo(json.dumps(record))
-            else:
-                typer.echo(f"{record['email']}\t{record['status']}\t{record['frequency']}\t"
-                           f"{', '.join(record['themes']) or 'all themes'}")
+    for record in pipeline.subscriber_listing(state.engine):
+        if as_json:
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(f"{record['email']}\t{record['status']}\t{record['frequency']}\t"
+                       f"{', '.join(record['themes']) or 'all themes'}")
 
 
 @subscribers.command("remove")
 def subscribers_remove(ctx: typer.Context, email: str = typer.Argument(..., help="Address to delete.")) -> None:
     """Delete a subscriber and their delivery history."""
     state: CliState = ctx.obj
-    with session_scope(state.engine) as session:
-        store.remove_subscriber(session, email)
+    pipeline.remove_subscriber(state.engine, email)
     state.console.print(f"Removed {email}")
 
 
@@ -69,9 +67,7 @@ def subscribers_import(
     """Import subscribers from CSV (columns: email, and optionally status, themes separated by `;`,
     frequency). Every row is checked first; if any row is bad, nothing is imported and each bad row is listed."""
     state: CliState = ctx.obj
-    rows = store.parse_csv(path.read_text(encoding="utf-8-sig"), state.config.theme_names)
-    with session_scope(state.engine) as session:
-        count = store.import_rows(session, rows)
+    count = pipeline.import_subscribers(state.config, state.engine, path)
     state.console.print(f"Imported {count} subscriber(s) from {path}")
 
 
@@ -82,12 +78,11 @@ def subscribers_export(
 ) -> None:
     """Export every subscriber as CSV (the format `import` reads)."""
     state: CliState = ctx.obj
-    with session_scope(state.engine) as session:
-        if path is None:
-            count = store.export_csv(session, sys.stdout)
-        else:
-            with path.open("w", encoding="utf-8", newline="") as out:
-                count = store.export_csv(session, out)
+    if path is None:
+        count = pipeline.export_subscribers(state.engine, sys.stdout)
+    else:
+        with path.open("w", encoding="utf-8", newline="") as out:
+            count = pipeline.export_subscribers(state.engine, out)
     state.console.print(f"Exported {count} subscriber(s)")
 
 
@@ -101,10 +96,19 @@ def send(
 ) -> None:
     """Send an edition to its subscribers, exactly once each; safe to re-run after a crash."""
     state: CliState = ctx.obj
-    with session_scope(state.engine) as session:
-        edition_id = store.edition_to_send(session, edition, period)
-    report = pipeline.send_edition(state.config, state.engine, edition_id, dry_run=dry_run, limit=limit)
+    edition_id = pipeline.edition_to_send(state.engine, edition, period)
+    with send_progress(state.console, enabled=not dry_run) as on_progress:
+        report = pipeline.send_edition(state.config, state.engine, edition_id, dry_run, limit, on_progress)
     typer.echo(report.summary())
+
+
+@contextmanager
+def send_progress(console: Console, enabled: bool) -> Iterator[SendProgress]:
+    """A progress bar for `digest send` (gone when done); yields the callback that moves it."""
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=not enabled) as bar:
+        task = bar.add_task("send", total=None)
+        yield lambda done, due: bar.update(task, completed=done, total=due)
 
 
 @app.command()
@@ -115,13 +119,12 @@ def deliveries(
 ) -> None:
     """Show what was sent to whom: status, attempts, server reply or error."""
     state: CliState = ctx.obj
-    with session_scope(state.engine) as session:
-        for record in store.delivery_records(session, edition):
-            if as_json:
-                typer.echo(json.dumps(record))
-            else:
-                typer.echo(f"{record['edition_id']}\t{record['email']}\t{record['status']}\t{record['attempts']}\t"
-                           f"{record['smtp_reply'] or record['error'] or ''}")
+    for record in pipeline.delivery_listing(state.engine, edition):
+        if as_json:
+            typer.echo(json.dumps(record))
+        else:
+            typer.echo(f"{record['edition_id']}\t{record['email']}\t{record['status']}\t{record['attempts']}\t"
+                       f"{record['smtp_reply'] or record['error'] or ''}")
 
 
 @app.command()

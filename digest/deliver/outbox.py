@@ -16,14 +16,11 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 
 from digest.config import Config
@@ -32,8 +29,10 @@ from digest.deliver.message import EditionMail, Outgoing, Unsubscribe
 from digest.deliver.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
 from digest.models import Edition, utcnow
 from digest.render import EmailLinks, RenderedEmail
-from digest.store import session_scope
-from digest.store import subscribers as outbox
+from digest.store import outbox, session_scope
+
+# Called after each message with (messages handled so far, messages due in this run).
+SendProgress = Callable[[int, int], None]
 
 
 class Renderer(Protocol):
@@ -116,8 +115,9 @@ def worker_name() -> str:
 
 
 def send_queued(config: Config, engine: Engine, edition: Edition, composer: Composer, limit: int | None = None,
-                progress: bool = True) -> SendReport:
-    """Queue the edition's missing outbox rows and send every due row (at most `limit`)."""
+                on_progress: SendProgress | None = None) -> SendReport:
+    """Queue the edition's missing outbox rows and send every due row (at most `limit`), calling
+    `on_progress(done, due)` after each."""
     report = SendReport(edition.id)
     if edition.status != "ready":
         report.note = f"edition is {edition.status}: {edition.empty_reason or 'no papers'}; nothing to send"
@@ -130,8 +130,10 @@ def send_queued(config: Config, engine: Engine, edition: Edition, composer: Comp
                                                 f"({config.email.send_by_hours:g})")
         report.note = "edition too old to send"
         return report
-    with get_transport(config) as transport, progress_bar(progress, due_count(engine, edition.id, limit)) as advance:
-        Sender(config, engine, edition.id, composer, transport, report, advance).run(limit)
+    due = due_count(engine, edition.id, limit)
+    with get_transport(config) as transport:
+        sender = Sender(config, engine, edition.id, composer, transport, report)
+        sender.run(limit, (lambda done: on_progress(done, due)) if on_progress else None)
     with session_scope(engine) as session:
         report.waiting = outbox.status_counts(session, edition.id).get("pending", 0)
     return report
@@ -148,29 +150,19 @@ def due_count(engine: Engine, edition_id: int, limit: int | None) -> int:
     return due if limit is None else min(due, limit)
 
 
-@contextmanager
-def progress_bar(enabled: bool, total: int) -> Iterator:
-    """A rich progress bar on stderr (or nothing); yields the function that advances it by one."""
-    if not enabled:
-        yield lambda: None
-        return
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("send", total=total)
-        yield lambda: bar.advance(task)
-
-
 class Sender:
     """One sender's claim-send-mark loop; on any stop its unsent claims go back to pending."""
 
     def __init__(self, config: Config, engine: Engine, edition_id: int, composer: Composer, transport: Transport,
-                 report: SendReport, advance) -> None:
+                 report: SendReport) -> None:
         self.config, self.engine, self.edition_id = config, engine, edition_id
-        self.composer, self.transport, self.report, self.advance = composer, transport, report, advance
+        self.composer, self.transport, self.report = composer, transport, report
         self.rate = RateLimiter(config)
         self.worker = worker_name()
 
-    def run(self, limit: int | None) -> None:
+    def run(self, limit: int | None, on_message: Callable[[int], None] | None = None) -> None:
+        """Claim, send and mark until nothing is due (or `limit` messages were handled); `on_message(done)`
+        after each message."""
         done = 0
         try:
             while limit is None or done < limit:
@@ -184,7 +176,8 @@ class Sender:
                         break
                     self.deliver(claim)
                     done += 1
-                    self.advance()
+                    if on_message:
+                        on_message(done)
                 self.release()
         except HourlyLimitReached:
             self.report.note = f"hourly limit of {self.config.email.rate_per_hour} reached; run again later"

@@ -1,7 +1,7 @@
 """The database: the only place that opens connections, runs migrations and writes SQL.
 
-Submodules hold the queries for one stage each (`papers`, `themes`, `editions`, `subscribers`); this module
-owns the engine, sessions and Alembic upgrades. SQLite (the default) runs in WAL mode with a busy timeout;
+Submodules hold the queries of one table group each (`papers`, `themes`, `summaries`, `editions`, `subscribers`,
+`outbox`); this module owns the engine, sessions and Alembic upgrades. SQLite (the default) runs in WAL mode with a busy timeout;
 PostgreSQL goes through the same code.
 """
 
