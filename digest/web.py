@@ -18,7 +18,6 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -33,11 +32,10 @@ from digest.deliver.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, Links
 from digest.deliver.message import confirmation_message
 from digest.deliver.transports import SendFailure, get_transport
 from digest.errors import DigestError, SubscriberError
-from digest.resources import templates_dir
+from digest.render.templating import render_template, template_environment
 from digest.store import open_database, session_scope
 from digest.store import subscribers as store
 
-TEMPLATES = templates_dir() / "web"
 CSRF_COOKIE = "digest_csrf"
 log = logging.getLogger(__name__)
 
@@ -77,14 +75,13 @@ class Pages:
         self.links = Links(config)
         self.themes = config.theme_names
         self.limits = RateLimit(config.web.subscribe_limit_per_hour)
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), undefined=StrictUndefined
-        )
+        self.env = template_environment(config)
 
     def page(self, request: Request, name: str, status: int = 200, background=None, **context) -> HTMLResponse:
-        """Render a template with a CSRF token, setting the cookie when the browser has none yet."""
+        """Render the page `templates/web/<name>.html.j2` with a CSRF token, setting the cookie when the browser
+        has none yet."""
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-        html = self.env.get_template(name).render(title=self.config.digest.title, csrf=token, **context)
+        html = render_template(self.env, f"web/{name}.html.j2", title=self.config.digest.title, csrf=token, **context)
         response = HTMLResponse(html, status_code=status, background=background)
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -94,7 +91,7 @@ class Pages:
         return response
 
     def notice(self, request: Request, heading: str, text: str, status: int = 200, background=None) -> HTMLResponse:
-        return self.page(request, "notice.html", status, background, heading=heading, text=text)
+        return self.page(request, "notice", status, background, heading=heading, text=text)
 
     async def checked_form(self, request: Request):
         """The POSTed form, or None when its CSRF token does not match the cookie."""
@@ -112,7 +109,7 @@ class Pages:
 
     def subscribe_form(self, request: Request, error: str = "", status: int = 200, email: str = "",
                        chosen: list[str] | None = None, frequency: str = "daily") -> HTMLResponse:
-        return self.page(request, "subscribe.html", status, error=error, email=email, themes=self.themes,
+        return self.page(request, "subscribe", status, error=error, email=email, themes=self.themes,
                          chosen=chosen or [], frequency=frequency)
 
     async def subscribe(self, request: Request) -> HTMLResponse:
@@ -186,7 +183,7 @@ class Pages:
     def preferences_form(self, request: Request, token: str, found: tuple[int, str], email: str, chosen: list[str],
                          frequency: str, message: str = "", status: int = 200) -> HTMLResponse:
         unsubscribe_token = self.links.token(UNSUBSCRIBE, *found)
-        return self.page(request, "preferences.html", status, token=token, email=email, themes=self.themes,
+        return self.page(request, "preferences", status, token=token, email=email, themes=self.themes,
                          chosen=chosen, frequency=frequency, message=message, unsubscribe_token=unsubscribe_token)
 
     async def save_preferences(self, request: Request, token: str, found: tuple[int, str]) -> HTMLResponse:
@@ -209,7 +206,7 @@ class Pages:
         if self.links.read(UNSUBSCRIBE, token) is None:
             return self.notice(request, "Unsubscribe", "Use the unsubscribe link at the bottom of any email "
                                                        "you received: it works in one click.", 400)
-        return self.page(request, "unsubscribe.html", token=token)
+        return self.page(request, "unsubscribe", token=token)
 
     async def one_click(self, request: Request) -> HTMLResponse:
         """RFC 8058: a POST unsubscribes at once, with no cookie or CSRF token; every answer is the same 200."""

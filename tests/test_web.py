@@ -13,7 +13,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from digest.config import load_config
-from digest.errors import ConfigError
+from digest.errors import ConfigError, RenderError
 from digest.pipeline import send_edition
 from digest.store import open_database, session_scope
 from digest.store import subscribers as store
@@ -28,9 +28,12 @@ LINK = re.compile(r"https?://\S+")
 
 @pytest.fixture
 def make_client(write_config, smtp):
-    def make(web: str = "", base_url: str = "http://digest.test"):
+    def make(web: str = "", base_url: str = "http://digest.test", templates_dir: str | None = None):
         path = write_config(THEMES + email_settings(smtp) + f"[web]\n{web}\n")
-        path.write_text(path.read_text().replace('base_url = "http://digest.test"', f'base_url = "{base_url}"'))
+        text = path.read_text().replace('base_url = "http://digest.test"', f'base_url = "{base_url}"')
+        if templates_dir:
+            text = text.replace("[digest]\n", f'[digest]\ntemplates_dir = "{templates_dir}"\n')
+        path.write_text(text)
         config = load_config(path)
         return config, TestClient(create_app(config), follow_redirects=False)
 
@@ -274,3 +277,26 @@ def wait_for_mail(smtp: SmtpServer, count: int) -> None:
     while len(smtp.messages) < count:
         assert time.monotonic() < deadline, "no mail arrived"
         time.sleep(0.05)
+
+
+def test_a_page_in_templates_dir_replaces_the_bundled_one(make_client, tmp_path):
+    (tmp_path / "mine" / "web").mkdir(parents=True)
+    (tmp_path / "mine" / "web" / "subscribe.html.j2").write_text(
+        '{% extends "web/base.html.j2" %}{% block main %}<h1>Join {{ title }}, our way</h1>{% endblock %}')
+    _, client = make_client(templates_dir="mine")
+
+    page = client.get("/")
+
+    assert page.status_code == 200 and "<h1>Join Test digest, our way</h1>" in page.text
+    assert 'href="/archive/"' in page.text, "the bundled base layout still frames it"
+
+
+def test_a_broken_page_template_names_the_file_and_line(make_client, tmp_path):
+    (tmp_path / "mine" / "web").mkdir(parents=True)
+    (tmp_path / "mine" / "web" / "notice.html.j2").write_text(
+        '{% extends "web/base.html.j2" %}\n{% block main %}\n<p>{{ text | no_such_filter }}</p>\n{% endblock %}\n')
+    _, client = make_client(templates_dir="mine")
+
+    with pytest.raises(RenderError, match=r"mine/web/notice\.html\.j2, line 3: .*no_such_filter"):
+        client.get("/confirm?token=not-a-token")
+

@@ -1,4 +1,5 @@
-"""The Jinja2 environment every output is rendered with, and the MJML compiler.
+"""The Jinja2 environment every template is rendered with (email, plain text, Markdown, archive and the web
+pages), and the MJML compiler.
 
 Templates live in `templates/`; a file of the same name in `[digest] templates_dir` overrides one. Missing
 variables are errors (StrictUndefined) and HTML, MJML and XML templates autoescape, so nothing from a feed or a
