@@ -16,13 +16,14 @@ import statistics
 import tempfile
 import time
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from digest.config import load_config
+from digest.editions import build, edition_window
 from digest.models import Paper, ThemeAssignment
-from digest.render import EditionRenderer, EmailLinks
+from digest.render import EditionRenderer, EmailLinks, edition_outputs
 from digest.render.archive import edition_page
-from digest.render.edition import build
 from digest.render.templating import template_environment
 from digest.store import open_database, session_scope
 from digest.summarise import summarise_papers
@@ -113,10 +114,12 @@ def main() -> None:
         config = load_config(write_config(Path(folder)))
         engine = open_database(config.database_url)
         summarise_papers(config, engine, seed_papers(engine))
-        edition = build(config, engine, "daily", DAY)  # first build writes the theme overviews
+        render = partial(edition_outputs, config)
+        window = edition_window(config, engine, "daily", DAY)
+        edition = build(config, engine, window, render)  # the first build writes the theme overviews
         env = template_environment(config)
         render_seconds = timed(lambda: render_everything(config, edition, env), repeat=5)
-        build_seconds = timed(lambda: build(config, engine, "daily", DAY, rebuild=True), repeat=5)
+        build_seconds = timed(lambda: build(config, engine, window, render, rebuild=True), repeat=5)
         seconds, theme_sets, largest = personalise(config, edition, args.subscribers, args.max_themes)
     shown = edition.html.count('<div class="paper">')
     print(f"edition: {THEMES} themes x {PAPERS_PER_THEME} papers; email HTML {len(edition.html.encode()):,} bytes "

@@ -24,7 +24,7 @@ from digest.config import Config, load_config
 from digest.models import Edition
 from digest.pipeline import IngestReport
 from digest.render.archive import archive_folder
-from digest.render.edition import write_outputs
+from digest.editions import write_outputs
 from digest.store import get_engine, open_database, session_scope
 from digest.store.subscribers import add_subscriber
 

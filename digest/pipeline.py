@@ -19,13 +19,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from digest import editions
 from digest.config import Config, IngestSettings, SourceSettings
 from digest.deliver import subscriber_csv
 from digest.deliver.outbox import Composer, SendProgress, SendReport, preview_send, send_queued
 from digest.errors import DigestError, RenderError, SubscriberError
 from digest.models import Edition, Paper, utcnow
-from digest.render import EditionRenderer, archive
-from digest.render import edition as editions
+from digest.render import EditionRenderer, archive, edition_outputs
 from digest.sources import Listing, read_source
 from digest.sources.fetch import Fetcher, Validators
 from digest.store import editions as store_editions
@@ -49,12 +49,10 @@ def assign_and_summarise(
     `papers` None means every stored paper."""
     with session_scope(engine) as session:
         needing = store_themes.papers_needing_assignment(session, themes_hash(config))
-        if papers is not None:
-            wanted = {p.id for p in papers}
-            needing = [p for p in needing if p.id in wanted]
-        assign_themes(config, session, needing)
         if papers is None:
-            papers = store_themes.select_papers(session)
+            papers = store_papers.papers_first_seen(session, newest_first=True)
+    wanted = {p.id for p in papers}
+    assign_themes(config, engine, [p for p in needing if p.id in wanted])
     return summarise_with_progress(config, engine, papers, force=False, progress=progress)
 
 
@@ -70,8 +68,10 @@ def summarise(
     """`digest summarise`: assign themes where needed, then write TL;DRs for the papers first seen since `since`
     (in `theme`, newest first, at most `limit`); `force` rewrites them even if stored ones are current."""
     with session_scope(engine) as session:
-        assign_themes(config, session, store_themes.papers_needing_assignment(session, themes_hash(config)))
-        papers = store_themes.select_papers(session, since=since, theme=theme, limit=limit)
+        needing = store_themes.papers_needing_assignment(session, themes_hash(config))
+    assign_themes(config, engine, needing)
+    with session_scope(engine) as session:
+        papers = store_papers.papers_first_seen(session, since, theme=theme, limit=limit, newest_first=True)
     return summarise_with_progress(config, engine, papers, force=force, progress=progress)
 
 
@@ -124,8 +124,9 @@ def build_edition(config: Config, engine: Engine, period: str, day: date | None 
     """Theme and summarise the period's new papers where needed, then build its edition (`daily` or `weekly`,
     for `day`, default today) and refresh the web archive its emails link to. An unchanged edition is returned
     as stored unless `rebuild` is set."""
-    assign_and_summarise(config, engine, editions.period_papers(config, engine, period, day))
-    edition = editions.build(config, engine, period, day, rebuild)
+    window = editions.edition_window(config, engine, period, day)
+    assign_and_summarise(config, engine, editions.window_papers(config, engine, window))
+    edition = editions.build(config, engine, window, partial(edition_outputs, config), rebuild)
     if edition.status == "ready":
         write_archive(config, engine, archive.archive_folder(config))
     return edition
@@ -392,7 +393,7 @@ def error_message(exc: Exception) -> str:
 def paper_listing(engine: Engine, since: datetime | None = None, source: str | None = None) -> list[dict]:
     """`digest papers`: the stored papers as dicts, newest first. Later stages add their keys here."""
     with session_scope(engine) as session:
-        papers = store_papers.list_papers(session, since, source)
+        papers = store_papers.papers_first_seen(session, since, source=source, newest_first=True)
         themes = store_themes.assignments_for(session, [p.id for p in papers])
         tldrs = store_summaries.newest_tldrs(session, [p.id for p in papers])
         return [

@@ -6,8 +6,9 @@ embedding is close enough to the theme's (`[assign] min_similarity`, and within 
 closest theme). `exclude` keywords keep it out, and a theme
 with `categories` only takes papers listed in one of them (papers whose source gives no categories are judged on
 text alone). Papers that join no theme go to the Other bucket. Embeddings come from the bundled all-MiniLM-L6-v2
-model and are stored per paper, so each paper is embedded once. With `[assign] similarity = false`, or without
-the `ml` extra (numpy, torch, sentence-transformers), themes go by keywords alone.
+model and are stored per paper, so each paper is embedded once; the model never runs inside a database
+transaction. With `[assign] similarity = false`, or without the `ml` extra (numpy, torch, sentence-transformers),
+themes go by keywords alone.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from digest.config import Config, ThemeSettings
 from digest.errors import ConfigError
-from digest.models import Paper, ThemeAssignment
+from digest.models import Embedding, Paper, ThemeAssignment
 from digest.resources import ML_EXTRA_HINT, missing_packages
+from digest.store import session_scope
 from digest.store import themes as store
 from digest.text import clean_source, source_hash
 
@@ -102,11 +104,11 @@ def paper_text(paper: Paper) -> str:
     return clean_source(f"{paper.title}. {paper.abstract or ''}", max_chars=2000)
 
 
-def paper_embeddings(session: Session, papers: list[Paper]) -> dict[int, np.ndarray]:
-    """Each paper's embedding, computed only for papers whose stored one is missing or for an older text."""
+def paper_embeddings(papers: list[Paper], stored: dict[int, Embedding]) -> tuple[dict[int, np.ndarray], list[Embedding]]:
+    """Each paper's embedding: the stored one while its text is unchanged, else computed now. Also returns the
+    newly computed ones, unsaved, for the caller to store."""
     import numpy as np
 
-    stored = store.embeddings_for(session, [p.id for p in papers], EMBEDDING_MODEL)
     vectors: dict[int, np.ndarray] = {}
     stale: list[tuple[Paper, str, str]] = []
     for paper in papers:
@@ -117,11 +119,12 @@ def paper_embeddings(session: Session, papers: list[Paper]) -> dict[int, np.ndar
             vectors[paper.id] = np.frombuffer(row.vector, dtype=np.float32)
         else:
             stale.append((paper, text, text_hash))
-    fresh = embed([text for _, text, _ in stale])
-    for (paper, _, text_hash), vector in zip(stale, fresh):
-        store.save_embedding(session, paper.id, EMBEDDING_MODEL, text_hash, vector.tobytes(), len(vector))
+    fresh = []
+    for (paper, _, text_hash), vector in zip(stale, embed([text for _, text, _ in stale])):
+        fresh.append(Embedding(paper_id=paper.id, model=EMBEDDING_MODEL, text_hash=text_hash, vector=vector.tobytes(),
+                               dim=len(vector)))
         vectors[paper.id] = vector
-    return vectors
+    return vectors, fresh
 
 
 def theme_text(theme: ThemeSettings) -> str:
@@ -202,13 +205,32 @@ def other_assignment(config: Config, paper: Paper, best: tuple[str, float] | Non
     )
 
 
-def assign_themes(config: Config, session: Session, papers: list[Paper]) -> dict[int, list[ThemeAssignment]]:
-    """Assign `papers` to the configured themes (replacing their old assignments) and return them by paper id."""
+def assign_themes(config: Config, engine: Engine, papers: list[Paper]) -> dict[int, list[ThemeAssignment]]:
+    """Assign `papers` to the configured themes (replacing their old assignments) and return them by paper id.
+    Stored embeddings are read in one short session, the model embeds outside any transaction, and the new
+    embeddings and assignments are written in a second short session."""
     if not papers:
         return {}
+    vectors, fresh = None, []
+    if uses_similarity(config) and config.themes:
+        with session_scope(engine) as session:
+            stored = store.embeddings_for(session, [p.id for p in papers], EMBEDDING_MODEL)
+        vectors, fresh = paper_embeddings(papers, stored)
+    assignments = assign(config, papers, vectors)
+    with session_scope(engine) as session:
+        for embedding in fresh:
+            store.save_embedding(session, embedding)
+        store.replace_assignments(session, [p.id for p in papers], [a for rows in assignments.values() for a in rows])
+    return assignments
+
+
+def assign(
+    config: Config, papers: list[Paper], vectors: dict[int, np.ndarray] | None
+) -> dict[int, list[ThemeAssignment]]:
+    """Each paper's assignments (unsaved), best score first, from its text and its embedding (`vectors` None:
+    by keywords alone)."""
     hash_ = themes_hash(config)
-    similarity = uses_similarity(config) and bool(config.themes)
-    vectors = paper_embeddings(session, papers) if similarity else {}
+    similarity = vectors is not None
     theme_vectors = embed([theme_text(t) for t in config.themes]) if similarity else None
     result: dict[int, list[ThemeAssignment]] = {}
     for paper in papers:
@@ -225,7 +247,6 @@ def assign_themes(config: Config, session: Session, papers: list[Paper]) -> dict
             best = max(scored, key=lambda x: x[1], default=None)
             found = [other_assignment(config, paper, best, hash_)]
         result[paper.id] = sorted(found, key=lambda a: -a.score)
-    store.replace_assignments(session, [p.id for p in papers], [a for rows in result.values() for a in rows])
     return result
 
 

@@ -1,27 +1,34 @@
 """Editions: which papers go in (period, replacements, caps, repeats), stable content hashes, rebuilds, empty
-periods with their reasons, weekly editions, and the `digest build|preview|archive` commands."""
+periods with their reasons, weekly editions, no database lock held while overviews are written, and the
+`digest build|preview|archive` commands."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import threading
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from digest import pipeline
+from digest import editions, pipeline
 from digest.cli import app
 from digest.config import load_config
 from digest.errors import RenderError
 from digest.models import Edition, FetchLog, Paper, ThemeAssignment
-from digest.render import EmailLinks
-from digest.render.edition import build, edition_period
+from digest.editions import edition_period
+from digest.render import EmailLinks, edition_outputs
 from digest.store import open_database, session_scope
-from digest.summarise import summarise_papers
-from conftest import BASE_CONFIG, CORPUS
+from digest.store.subscribers import find_subscriber
+from digest.summarise import Summariser, Task, register, summarise_papers
+from digest.summarise.extractive import ExtractiveSummariser
+from digest.web import CSRF_COOKIE, create_app
+from conftest import BASE_CONFIG, CORPUS, FIXTURES
 
 THEMES = """
 [summariser]
@@ -66,6 +73,12 @@ def add_paper(engine, number: int, seen: datetime = MONDAY_9AM, announce_type: s
             session.add(ThemeAssignment(paper_id=paper.id, theme=theme.replace("_", " "), score=score,
                                         reason=f"score {score}", themes_hash="test"))
         return paper.id
+
+
+def build(config, engine, period: str, day: date, rebuild: bool = False) -> Edition:
+    """Build the period's edition from the papers as stored (no theming or summarising first)."""
+    window = editions.edition_window(config, engine, period, day)
+    return editions.build(config, engine, window, partial(edition_outputs, config), rebuild)
 
 
 def summarise_all(config, engine) -> None:
@@ -349,3 +362,49 @@ def test_cli_preview_serves_the_edition_on_localhost(config, engine):
 
     assert url.startswith("http://127.0.0.1:") and url.endswith("/daily-2026-11-23.html")
     assert response.status_code == 200 and RECORDS[0]["title"][:30] in response.text
+
+
+@register
+class HeldSummariser(Summariser):
+    """Writes extractive summaries, but holds every overview until the test releases it (at most 10 s): for as
+    long as it waits, an edition's overviews are being generated."""
+
+    name = "held-for-test"
+    generating = threading.Event()
+    release = threading.Event()
+
+    def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
+        if any(task.kind == "overview" for task in tasks):
+            HeldSummariser.generating.set()
+            HeldSummariser.release.wait(timeout=10)
+        return ExtractiveSummariser(self.settings, self.config).summarise(tasks, strict)
+
+
+def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config, secret):
+    """No model work inside a write transaction: on SQLite every transaction takes the write lock, so a build
+    that generated overviews inside one would hold the subscribe POST and the ingest commit until it finished."""
+    source = f'[[sources]]\nname = "rss"\nkind = "arxiv-rss"\nurl = "{FIXTURES / "arxiv_rss.xml"}"\n'
+    config = load_config(write_config(THEMES.replace('"extractive"', f'"{HeldSummariser.name}"') + source))
+    engine = open_database(config.database_url)
+    add_paper(engine, 0, Language_models=0.9)
+    HeldSummariser.generating.clear()
+    HeldSummariser.release.clear()
+    built: list[Edition] = []
+    builder = threading.Thread(target=lambda: built.append(build(config, engine, "daily", MONDAY)))
+    builder.start()
+    try:
+        assert HeldSummariser.generating.wait(timeout=30)
+        client = TestClient(create_app(config))
+        token = client.get("/").cookies[CSRF_COOKIE]
+        signed_up = client.post("/subscribe", data={"email": "ada@example.org", "csrf": token, "frequency": "daily"})
+        ingested = pipeline.ingest(config, engine, progress=False)
+        still_generating = builder.is_alive()
+    finally:
+        HeldSummariser.release.set()
+        builder.join(timeout=30)
+
+    assert still_generating
+    assert signed_up.status_code == 200 and ingested.results[0].new == 6
+    with session_scope(engine) as session:
+        assert find_subscriber(session, "ada@example.org").status == "pending"
+    assert built[0].status == "ready" and built[0].content["themes"][0]["overview"]["text"]

@@ -22,7 +22,7 @@ from digest.errors import ConfigError
 from digest.models import FetchLog, Paper, Sighting
 from digest.pipeline import ingest
 from digest.store import open_database, session_scope
-from digest.store.papers import fetch_history, papers_first_seen_between
+from digest.store.papers import fetch_history, papers_first_seen
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST_INGEST = """
@@ -249,13 +249,13 @@ def test_unknown_source_name_is_a_config_error(setup):
         ingest(config, engine, ["nope"], progress=False)
 
 
-def test_papers_first_seen_between_uses_the_ingest_time(setup):
+def test_papers_first_seen_uses_the_ingest_time(setup):
     config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml"))
     start = datetime.now(timezone.utc)
     ingest(config, engine, progress=False)
     with session_scope(engine) as session:
-        assert len(papers_first_seen_between(session, start - timedelta(seconds=1), start + timedelta(hours=1))) == 6
-        assert papers_first_seen_between(session, start - timedelta(days=2), start - timedelta(days=1)) == []
+        assert len(papers_first_seen(session, start - timedelta(seconds=1), start + timedelta(hours=1))) == 6
+        assert papers_first_seen(session, start - timedelta(days=2), start - timedelta(days=1)) == []
 
 
 # --- HTTP behaviour -----------------------------------------------------------------------------------------

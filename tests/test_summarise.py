@@ -28,7 +28,14 @@ from digest.models import Paper, Summary
 from digest.store import session_scope
 from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
-from digest.summarise import grounding, summarise_papers, theme_overview
+from digest.summarise import (
+    current_overviews,
+    grounding,
+    overview_items,
+    overview_task,
+    summarise_papers,
+    write_overview,
+)
 from digest.summarise.extractive import best_sentences, trim
 from digest.text import clean_source
 
@@ -149,19 +156,31 @@ def test_empty_enormous_and_latex_abstracts_do_not_crash(extractive, engine):
     assert "$" not in texts[2] and "\\" not in texts[2] and "95%" in texts[2]
 
 
-def test_theme_overview_condenses_top_papers_cites_them_and_is_reused(extractive, engine):
+def image_overview_task(config, engine, papers: list[Paper]):
+    """The overview task of the "Image generation" theme with `papers` as its top papers, best first."""
+    with session_scope(engine) as session:
+        tldrs = store_summaries.tldrs_for(session, [p.id for p in papers], config)
+    return overview_task("Image generation", overview_items(papers, tldrs))
+
+
+def test_theme_overview_condenses_top_papers_cites_them_and_is_found_again(extractive, engine):
     papers = add_papers(engine, corpus(6))
     pipeline.assign_and_summarise(extractive, engine)
+    task = image_overview_task(extractive, engine, papers)
+
+    overview = write_overview(extractive, "Image generation", task)
+
+    assert overview.cited_paper_ids == [p.id for p in papers[:4]]
+    assert 2 <= len(grounding.split_sentences(overview.text)) <= 4
+    assert overview.kind == "overview" and overview.subject == "theme:Image generation"
     with session_scope(engine) as session:
-        overview = theme_overview(extractive, session, "Image generation", papers)
-        assert overview.cited_paper_ids == [p.id for p in papers[:4]]
-        assert 2 <= len(grounding.split_sentences(overview.text)) <= 4
-        assert overview.kind == "overview" and overview.subject == "theme:Image generation"
+        assert current_overviews(session, extractive, {"Image generation": task}) == {}
+        store_summaries.save_summary(session, overview)
+    other_order = image_overview_task(extractive, engine, papers[1:])
     with session_scope(engine) as session:
-        again = theme_overview(extractive, session, "Image generation", papers)
-        assert again.id == overview.id
-        other_order = theme_overview(extractive, session, "Image generation", papers[1:])
-        assert other_order.id != overview.id and other_order.cited_paper_ids[0] == papers[1].id
+        assert current_overviews(session, extractive, {"Image generation": task})["Image generation"].id == overview.id
+        assert current_overviews(session, extractive, {"Image generation": other_order}) == {}
+    assert other_order.items[0].paper_id == papers[1].id
 
 
 # --- Bad settings give clear errors ------------------------------------------------------------------------
@@ -213,8 +232,7 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     assert any(s.method.startswith("model") for s in summaries)
     assert any(p.name.startswith("smollm2-") for p in Path(model_cache).iterdir())
     assert summarise_papers(config, engine, papers).reused == 2
-    with session_scope(engine) as session:
-        overview = theme_overview(config, session, "Image generation", papers)
+    overview = write_overview(config, "Image generation", image_overview_task(config, engine, papers))
     assert overview.cited_paper_ids == [p.id for p in papers] and overview.method in ("model", "model-strict", "extractive")
     assert overview.grounded and 1 <= len(grounding.split_sentences(overview.text)) <= 4
 
@@ -366,4 +384,5 @@ def test_themes_and_summaries_work_on_postgresql(write_config, postgres_url, mon
     with session_scope(engine) as session:
         assert len(store_summaries.tldrs_for(session, [p.id for p in papers], config)) == 6
         assert store_themes.theme_candidates(session, "Image generation")
-        assert theme_overview(config, session, "Image generation", papers).cited_paper_ids == [p.id for p in papers[:4]]
+    overview = write_overview(config, "Image generation", image_overview_task(config, engine, papers))
+    assert overview.cited_paper_ids == [p.id for p in papers[:4]]

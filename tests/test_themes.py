@@ -1,15 +1,17 @@
-"""Theme assignment and ranking: keywords, embedding similarity, exclusions, categories, the Other bucket."""
+"""Theme assignment and ranking: keywords, embedding similarity, exclusions, categories, the Other bucket, and no
+database lock held while papers are embedded."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from conftest import CORPUS
-from digest import pipeline
+from digest import pipeline, themes
 from digest.config import load_config
 from digest.models import Embedding, Paper, ThemeAssignment
 from digest.store import session_scope
@@ -120,7 +122,9 @@ def test_papers_fitting_no_theme_go_to_other_unless_it_is_turned_off(write_confi
     no_other = load_config(write_config(THEMES.split("[[themes]]")[0] + "[assign]\nother_bucket = false\n"
                                         '[[themes]]\nname = "Robotics"\nkeywords = ["robot"]\n'))
     with session_scope(engine) as session:
-        assert assign_themes(no_other, session, session.scalars(select(Paper)).all()) == {1: []}
+        papers = session.scalars(select(Paper)).all()
+    assert assign_themes(no_other, engine, papers) == {1: []}
+    with session_scope(engine) as session:
         assert store_themes.assignments_for(session, [1]) == {}
 
 
@@ -158,7 +162,8 @@ def test_embeddings_are_stored_once_and_redone_when_the_text_changes(themed, eng
         session.get(Paper, 1).abstract += " We also release code."
     changed = load_config(themed.path)  # same themes: only the edited paper is looked at again
     with session_scope(engine) as session:
-        assign_themes(changed, session, session.scalars(select(Paper)).all())
+        papers = session.scalars(select(Paper)).all()
+    assign_themes(changed, engine, papers)
     with session_scope(engine) as session:
         after = {e.paper_id: (e.text_hash, e.vector) for e in session.scalars(select(Embedding))}
         assert session.scalar(select(func.count()).select_from(Embedding)) == 2
@@ -225,3 +230,32 @@ def test_papers_json_shows_themes_with_reasons_and_the_tldr(themed, engine):
     assert paper["themes"][0]["name"] == "LLM reasoning"
     assert paper["themes"][0]["reason"].startswith("matched keywords: chain-of-thought")
     assert paper["tldr"] and len(paper["tldr"].split()) <= 30
+
+
+def write_lock_is_free(database: str) -> bool:
+    """Whether another connection could start a write transaction on the SQLite file right now, without waiting."""
+    connection = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+
+
+def test_papers_are_embedded_outside_any_database_transaction(themed, engine, monkeypatch):
+    """While the model embeds (papers, then themes), sign-ups, ingest and sends can still write."""
+    add_papers(engine, corpus_rows(IMAGE_PAPERS[:2]))
+    embed, free_while_embedding = themes.embed, []
+
+    def embed_and_check_the_lock(texts: list[str]):
+        free_while_embedding.append(write_lock_is_free(engine.url.database))
+        return embed(texts)
+
+    monkeypatch.setattr(themes, "embed", embed_and_check_the_lock)
+    pipeline.assign_and_summarise(themed, engine)
+
+    assert free_while_embedding == [True, True]
+    assert set(themes_by_title(engine)[IMAGE_PAPERS[0]]) == {"Image generation"}

@@ -12,7 +12,7 @@ import typer
 from digest import pipeline
 from digest.cli.app import CliState, app, parse_day
 from digest.render.archive import archive_folder
-from digest.render.edition import write_outputs
+from digest.editions import write_outputs
 
 
 class Period(str, Enum):

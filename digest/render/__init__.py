@@ -2,8 +2,9 @@
 
 `EditionRenderer.email` is what delivery calls once per subscriber: each distinct theme set is rendered once
 with placeholder links, and the subscriber's own links are substituted afterwards (HTML-escaped), so
-personalised mail costs a few string replacements. Edition selection lives in `digest.render.edition`,
-the static archive and its feeds in `digest.render.archive`.
+personalised mail costs a few string replacements. `edition_outputs` is what an edition stores of itself (the
+email with public links, and the Markdown). What goes into an edition is decided by `digest.editions`; the static
+archive and its feeds are in `digest.render.archive`.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ class EditionRenderer:
             "subject": subject(view),
             "preheader": preheader(view),
         }
+
+
+def edition_outputs(config: Config, edition: Edition) -> tuple[str, str, str]:
+    """A ready edition's stored outputs: its email HTML and text with the public links, and its Markdown."""
+    renderer = EditionRenderer(config, edition)
+    email = renderer.email(None, renderer.public_links)
+    return email.html, email.text, renderer.markdown()
 
 
 def cut_count(size: int, budget: int, paper_count: int) -> int:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
+from digest.editions import date_range_label, edition_file_name
 from digest.models import Edition
 
 MAX_AUTHORS_SHOWN = 3
@@ -106,7 +107,7 @@ def edition_view(edition: Edition) -> EditionView:
 
 def edition_page_name(edition: Edition) -> str:
     """File name of the edition's archive page, also the last part of its web URL."""
-    return f"{edition.period}-{edition.start_date.isoformat()}.html"
+    return edition_file_name(edition, ".html")
 
 
 def theme_view(theme: dict) -> ThemeView:
@@ -182,14 +183,3 @@ def safe_url(value: str | None) -> str | None:
 def anchor_for(name: str) -> str:
     """A stable, URL-safe anchor for a theme heading: "Image & video" -> "image-video"."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "theme"
-
-
-def date_range_label(start: date, end: date) -> str:
-    """"Monday 23 November 2026", or "16–22 November 2026" / "30 November – 6 December 2026" for a range."""
-    if start == end:
-        return f"{start:%A} {start.day} {start:%B %Y}"
-    if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day}–{end.day} {end:%B %Y}"
-    if start.year == end.year:
-        return f"{start.day} {start:%B} – {end.day} {end:%B %Y}"
-    return f"{start.day} {start:%B %Y} – {end.day} {end:%B %Y}"

@@ -1,4 +1,4 @@
-"""Queries for editions: the papers and fetches of a period, and storing, finding and listing editions."""
+"""Queries for editions: the fetches of a period, and storing, finding and listing editions."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.models import Edition, FetchLog, Paper
-
-
-def papers_first_seen(session: Session, start: datetime, end: datetime) -> list[Paper]:
-    """Papers first seen in [start, end), oldest id first."""
-    query = select(Paper).where(Paper.first_seen_at >= start, Paper.first_seen_at < end).order_by(Paper.id)
-    return list(session.scalars(query))
+from digest.models import Edition, FetchLog
 
 
 def fetches_between(session: Session, start: datetime, end: datetime) -> list[FetchLog]:
@@ -34,11 +28,22 @@ def get_edition(session: Session, edition_id: int) -> Edition | None:
     return session.get(Edition, edition_id)
 
 
+EDITION_FIELDS = ("end_date", "title", "status", "empty_reason", "content", "content_hash", "html", "text", "markdown",
+                  "built_at")
+
+
 def save_edition(session: Session, edition: Edition) -> Edition:
-    """Insert a new edition or write the changes of a loaded one; returns it with its id."""
-    session.add(edition)
+    """Store `edition` (a new, unsaved object) as its period's edition, replacing the one stored for the same
+    period and start day if there is one; returns the stored row with its id."""
+    stored = find_edition(session, edition.period, edition.start_date)
+    if stored is None:
+        session.add(edition)
+        stored = edition
+    else:
+        for name in EDITION_FIELDS:
+            setattr(stored, name, getattr(edition, name))
     session.flush()
-    return edition
+    return stored
 
 
 def ready_editions(session: Session) -> list[Edition]:

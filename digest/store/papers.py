@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from digest.models import FetchLog, Paper, Sighting
+from digest.models import FetchLog, Paper, Sighting, ThemeAssignment
 from digest.sources import PaperEntry
 from digest.sources.fetch import Validators
 
@@ -205,25 +205,28 @@ def fetch_history(session: Session, source: str) -> list[FetchLog]:
 # --- Queries ------------------------------------------------------------------------------------------------
 
 
-def list_papers(session: Session, since: datetime | None = None, source: str | None = None) -> list[Paper]:
-    """Stored papers, newest first, optionally only those first seen since a time or seen by one source."""
-    query = select(Paper).options(selectinload(Paper.sightings)).order_by(Paper.first_seen_at.desc(), Paper.id.desc())
-    if since is not None:
-        query = query.where(Paper.first_seen_at >= since)
+def papers_first_seen(
+    session: Session,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    source: str | None = None,
+    theme: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[Paper]:
+    """Papers first seen in [start, end) (None leaves that side open), oldest first unless `newest_first`;
+    only those seen by `source` or assigned to `theme` when given; at most `limit`. Sightings are loaded."""
+    query = select(Paper).options(selectinload(Paper.sightings))
+    if start is not None:
+        query = query.where(Paper.first_seen_at >= start)
+    if end is not None:
+        query = query.where(Paper.first_seen_at < end)
     if source is not None:
         query = query.where(Paper.sightings.any(Sighting.source == source))
-    return list(session.scalars(query))
-
-
-def papers_first_seen_between(session: Session, start: datetime, end: datetime) -> list[Paper]:
-    """Papers first seen in [start, end), oldest first, with their sightings loaded."""
-    query = (
-        select(Paper)
-        .options(selectinload(Paper.sightings))
-        .where(Paper.first_seen_at >= start, Paper.first_seen_at < end)
-        .order_by(Paper.first_seen_at, Paper.id)
-    )
-    return list(session.scalars(query))
+    if theme is not None:
+        query = query.where(Paper.id.in_(select(ThemeAssignment.paper_id).where(ThemeAssignment.theme == theme)))
+    order = (Paper.first_seen_at.desc(), Paper.id.desc()) if newest_first else (Paper.first_seen_at, Paper.id)
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def paper_to_dict(paper: Paper) -> dict[str, Any]:

@@ -1,10 +1,9 @@
-"""Queries for theme assignments and paper embeddings, and the papers a `digest summarise` run picks."""
+"""Queries for theme assignments and paper embeddings."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -18,9 +17,9 @@ def embeddings_for(session: Session, paper_ids: Iterable[int], model: str) -> di
     return {row.paper_id: row for row in rows}
 
 
-def save_embedding(session: Session, paper_id: int, model: str, text_hash: str, vector: bytes, dim: int) -> None:
-    """Insert or replace one paper's embedding for `model`."""
-    session.merge(Embedding(paper_id=paper_id, model=model, text_hash=text_hash, vector=vector, dim=dim))
+def save_embedding(session: Session, embedding: Embedding) -> None:
+    """Insert or replace one paper's embedding for its model."""
+    session.merge(embedding)
 
 
 def assignments_for(session: Session, paper_ids: Iterable[int]) -> dict[int, list[ThemeAssignment]]:
@@ -58,15 +57,3 @@ def theme_candidates(session: Session, theme: str) -> list[tuple[Paper, ThemeAss
     return [(paper, assignment) for paper, assignment in session.execute(query)]
 
 
-def select_papers(
-    session: Session, since: datetime | None = None, theme: str | None = None, limit: int | None = None
-) -> list[Paper]:
-    """Papers first seen since `since`, in `theme` if given, newest first, at most `limit`."""
-    query = select(Paper).order_by(Paper.first_seen_at.desc(), Paper.id.desc())
-    if since is not None:
-        query = query.where(Paper.first_seen_at >= since)
-    if theme is not None:
-        query = query.where(Paper.id.in_(select(ThemeAssignment.paper_id).where(ThemeAssignment.theme == theme)))
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))

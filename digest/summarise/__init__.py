@@ -3,15 +3,26 @@ they invent nothing. See `core` for the flow, `base` for the backend interface, 
 
 from digest.summarise import extractive, huggingface, openai_compat  # noqa: F401  (registers the backends)
 from digest.summarise.base import SourceItem, Summariser, Task, register
-from digest.summarise.core import SummariseReport, get_summariser, summarise_papers, theme_overview
+from digest.summarise.core import (
+    SummariseReport,
+    current_overviews,
+    get_summariser,
+    overview_items,
+    overview_task,
+    summarise_papers,
+    write_overview,
+)
 
 __all__ = [
     "SourceItem",
     "SummariseReport",
     "Summariser",
     "Task",
+    "current_overviews",
     "get_summariser",
+    "overview_items",
+    "overview_task",
     "register",
     "summarise_papers",
-    "theme_overview",
+    "write_overview",
 ]

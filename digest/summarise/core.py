@@ -2,7 +2,9 @@
 with a stricter prompt if it fails, and replaced by an extractive summary if it fails again.
 
 Summaries are stored with the model, backend, prompt version and a hash of their source, and reused while all
-four are unchanged. Paper TL;DRs are committed batch by batch, so an interrupted run resumes where it stopped.
+four are unchanged. The model never runs inside a database transaction: paper TL;DRs are written batch by batch
+and each batch is committed in a short transaction of its own (so an interrupted run resumes where it stopped);
+theme overviews are returned unsaved, for the editions stage to store with its edition.
 """
 
 from __future__ import annotations
@@ -187,27 +189,32 @@ def overview_task(theme_name: str, items: list[SourceItem]) -> Task:
     return Task(kind="overview", title=theme_name, source=source, max_words=OVERVIEW_SENTENCE_WORDS, items=tuple(items))
 
 
-def overview_items(config: Config, session: Session, papers: list[Paper]) -> list[SourceItem]:
-    """What an overview condenses: each top paper's TL;DR, or its abstract where it has none yet."""
-    top = papers[:OVERVIEW_PAPERS]
-    tldrs = store.tldrs_for(session, [p.id for p in top], config)
+def overview_items(papers: list[Paper], tldrs: dict[int, Summary]) -> list[SourceItem]:
+    """What an overview condenses: each of the theme's top papers (given best first) by its TL;DR, or by its
+    abstract where it has none yet."""
     return [
         SourceItem(p.id, clean_source(p.title, 500), tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title))
-        for p in top
+        for p in papers[:OVERVIEW_PAPERS]
     ]
 
 
-def theme_overview(config: Config, session: Session, theme_name: str, papers: list[Paper]) -> Summary:
-    """A 2-4 sentence overview of the theme's top papers (given best first), citing the papers it draws on.
-    Stored in `session` and reused while the papers, their TL;DRs and the summariser are unchanged."""
-    items = overview_items(config, session, papers)
-    task = overview_task(theme_name, items)
+def current_overviews(session: Session, config: Config, tasks: dict[str, Task]) -> dict[str, Summary]:
+    """The stored overviews, by theme, written for exactly these tasks by the configured summariser and prompt."""
     identity = summary_identity(config.summariser, "overview")
-    hash_ = task_hash(task)
-    subject = store.theme_subject(theme_name)
-    for row in store.find_summaries(session, "overview", [subject], identity).get(subject, []):
-        if row.source_hash == hash_:
-            return row
-    result = write(get_summariser(config), [task])[0] if items else Written("", "extractive", True, [])
-    summary = new_summary("overview", subject, None, result, identity, hash_, [item.paper_id for item in items])
-    return store.save_summary(session, summary)
+    found = store.find_summaries(session, "overview", [store.theme_subject(name) for name in tasks], identity)
+    current = {}
+    for name, task in tasks.items():
+        hash_ = task_hash(task)
+        match = next((row for row in found.get(store.theme_subject(name), []) if row.source_hash == hash_), None)
+        if match is not None:
+            current[name] = match
+    return current
+
+
+def write_overview(config: Config, theme_name: str, task: Task) -> Summary:
+    """A 2-4 sentence overview for `task`, citing the papers it draws on. Not stored: the model runs outside any
+    transaction, and the caller stores the result in a short one of its own."""
+    result = write(get_summariser(config), [task])[0] if task.items else Written("", "extractive", True, [])
+    identity = summary_identity(config.summariser, "overview")
+    cited = [item.paper_id for item in task.items]
+    return new_summary("overview", store.theme_subject(theme_name), None, result, identity, task_hash(task), cited)

@@ -1,13 +1,17 @@
-"""What goes into an edition, and building it: the period's dates, the papers first seen in them ranked per
-theme, capped and de-duplicated, with TL;DRs and theme overviews, stored as a snapshot with a content hash.
+"""Editions, the stage between summarise and render: a period's dates and paper window, which of its papers go
+in (ranked per theme, capped, de-duplicated), each theme's overview, why an empty edition is empty, and the
+stored snapshot with its content hash.
 
 Dates are days in `[digest] timezone`. A daily edition for day D covers the papers first seen on D, plus those
 first seen on D-1 after D-1's edition was built (a 07:00 edition cannot hold the afternoon's papers, so the
 next one carries them). A weekly edition for day D covers the seven days before the latest `[edition]
 weekly_day` on or before D: with the default "mon", Monday to Sunday of the week before.
 
-The snapshot holds everything the outputs show (titles, links, TL;DRs, overviews), so an edition reads the same
-later and its hash changes only when that content does.
+Building reads everything it needs in one short session, writes the missing overviews outside any transaction
+(a model may take seconds, and on SQLite an open transaction holds the write lock that sign-ups, ingest and
+sends wait for), then stores the overviews and the edition in a second short session. The snapshot holds
+everything the outputs show (titles, links, TL;DRs, overviews), so an edition reads the same later and its hash
+changes only when that content does. Turning it into HTML, text and Markdown is `digest.render`'s job.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -27,13 +32,12 @@ from sqlalchemy.orm import Session
 from digest.config import Config, ThemeSettings
 from digest.errors import ConfigError, SummariserError
 from digest.models import Edition, FetchLog, Paper, Summary, ThemeAssignment, utcnow
-from digest.render import EditionRenderer
-from digest.render.view import date_range_label
 from digest.store import editions as store
 from digest.store import session_scope
-from digest.store.summaries import tldrs_for
+from digest.store.papers import papers_first_seen
+from digest.store.summaries import save_summary, tldrs_for
 from digest.store.themes import assignments_for
-from digest.summarise import theme_overview
+from digest.summarise import Task, current_overviews, overview_items, overview_task, write_overview
 from digest.themes import RankedPaper, rank_theme
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 REPLACEMENT_TYPES = frozenset({"replace", "replace-cross"})
 HF_PAPER_URL = "https://huggingface.co/papers/{arxiv_id}"
 OUTPUT_SUFFIXES = {"html": ".html", "text": ".txt", "md": ".md"}
+
+# Renders a ready edition's stored outputs: (email HTML, plain text, Markdown). `digest.pipeline` passes
+# `digest.render.edition_outputs`, so this stage never imports the one to its right.
+RenderOutputs = Callable[[Edition], tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,18 @@ class Period:
         after = datetime.combine(self.end + timedelta(days=1), time(), tz)
         return first.astimezone(timezone.utc), after.astimezone(timezone.utc)
 
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=offset) for offset in range((self.end - self.start).days + 1)]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The papers an edition may take: those first seen in [start, end) (UTC instants)."""
+
+    period: Period
+    start: datetime
+    end: datetime
+
 
 def edition_period(config: Config, period: str, day: date | None = None) -> Period:
     """The period of the `period` edition for `day` (default: today in the configured timezone)."""
@@ -72,9 +92,57 @@ def edition_period(config: Config, period: str, day: date | None = None) -> Peri
     raise ConfigError(f"unknown edition period {period!r} (expected one of: {', '.join(PERIODS)})")
 
 
+def edition_window(config: Config, engine: Engine, period_name: str, day: date | None = None) -> Window:
+    """The period of the `period_name` edition for `day` and the window of first-seen times it takes: the period's
+    days, reaching back for a daily edition to when the previous day's edition was built (papers seen after that
+    missed it)."""
+    period = edition_period(config, period_name, day)
+    start, end = period.bounds(config.timezone)
+    if period.name == "daily":
+        with session_scope(engine) as session:
+            previous = store.find_edition(session, "daily", period.start - timedelta(days=1))
+        if previous is not None and previous.built_at < start:
+            start = max(previous.built_at, start - timedelta(days=1))
+    return Window(period, start, end)
+
+
+def window_papers(config: Config, engine: Engine, window: Window) -> list[Paper]:
+    """The papers the window's edition may include (replacement listings dropped unless configured)."""
+    with session_scope(engine) as session:
+        return eligible_papers(config, papers_first_seen(session, window.start, window.end))
+
+
+def date_range_label(start: date, end: date) -> str:
+    """"Monday 23 November 2026", or "16–22 November 2026" / "30 November – 6 December 2026" for a range."""
+    if start == end:
+        return f"{start:%A} {start.day} {start:%B %Y}"
+    if (start.year, start.month) == (end.year, end.month):
+        return f"{start.day}–{end.day} {end:%B %Y}"
+    if start.year == end.year:
+        return f"{start.day} {start:%B} – {end.day} {end:%B %Y}"
+    return f"{start.day} {start:%B %Y} – {end.day} {end:%B %Y}"
+
+
 def edition_title(config: Config, period: Period) -> str:
     label = date_range_label(period.start, period.end)
     return f"{config.digest.title}: {label}" if period.name == "daily" else f"{config.digest.title}: week of {label}"
+
+
+def edition_file_name(edition: Edition, suffix: str) -> str:
+    """`<period>-<start>.<ext>`: the name of every file made from an edition (its outputs, its archive page)."""
+    return f"{edition.period}-{edition.start_date.isoformat()}{suffix}"
+
+
+def write_outputs(edition: Edition, formats: list[str], out_dir: Path) -> list[Path]:
+    """Write the stored outputs of a ready edition (`html`, `text`, `md`) as files in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contents = {"html": edition.html, "text": edition.text, "md": edition.markdown}
+    paths = []
+    for name in formats:
+        path = out_dir / edition_file_name(edition, OUTPUT_SUFFIXES[name])
+        path.write_text(contents[name], encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 # --- Selection ---------------------------------------------------------------------------------------------
@@ -136,7 +204,7 @@ def empty_reason(period: Period, seen: list[Paper], eligible: list[Paper], fetch
     failures = failed_sources(fetches)
     if failures:
         return "source failures: " + "; ".join(failures)
-    if all(day.weekday() >= 5 for day in days_of(period)):
+    if all(day.weekday() >= 5 for day in period.days()):
         return "nothing new: weekend (arXiv announces no new papers on Saturdays and Sundays)"
     if fetches:
         return "nothing new: the sources reported empty or unchanged feeds (a holiday?)"
@@ -153,10 +221,6 @@ def failed_sources(fetches: list[FetchLog]) -> list[str]:
         for source, rows in by_source.items()
         if all(row.status == "error" for row in rows)
     ]
-
-
-def days_of(period: Period) -> list[date]:
-    return [period.start + timedelta(days=offset) for offset in range((period.end - period.start).days + 1)]
 
 
 # --- Content snapshot --------------------------------------------------------------------------------------
@@ -190,7 +254,7 @@ def overview_entry(overview: Summary | None) -> dict | None:
 def edition_content(
     period: Period,
     chosen: dict[str, list[RankedPaper]],
-    overviews: dict[str, Summary | None],
+    overviews: dict[str, Summary],
     tldrs: dict[int, Summary],
 ) -> dict:
     themes = [
@@ -217,90 +281,70 @@ def content_hash(content: dict) -> str:
 # --- Building ----------------------------------------------------------------------------------------------
 
 
-def overview_for(config: Config, session: Session, theme: str, papers: list[Paper]) -> Summary | None:
-    """The theme's overview, or None when the summariser fails (the theme then shows its papers only)."""
-    try:
-        return theme_overview(config, session, theme, papers)
-    except SummariserError as exc:
-        log.warning("no overview for theme %r: %s", theme, exc)
-        return None
+@dataclass
+class Selection:
+    """What building an edition reads from the store: the chosen papers per theme with their TL;DRs, each
+    theme's overview task and the overviews already stored for them, or why the edition is empty; and the
+    edition stored for this period so far."""
+
+    chosen: dict[str, list[RankedPaper]]
+    tldrs: dict[int, Summary]
+    overview_tasks: dict[str, Task]
+    stored_overviews: dict[str, Summary]
+    empty_reason: str | None
+    stored: Edition | None
 
 
-def paper_window(config: Config, session: Session, period: Period) -> tuple[datetime, datetime]:
-    """The UTC instants whose first-seen papers the edition takes: the period's days, reaching back for a daily
-    edition to when the previous day's edition was built (papers seen after that missed it)."""
-    start, end = period.bounds(config.timezone)
-    if period.name == "daily":
-        previous = store.find_edition(session, "daily", period.start - timedelta(days=1))
-        if previous is not None and previous.built_at < start:
-            start = max(previous.built_at, start - timedelta(days=1))
-    return start, end
-
-
-def gather_content(config: Config, session: Session, period: Period) -> tuple[dict, str | None]:
-    """The edition's content, and the reason it is empty (None when it has papers)."""
-    start, end = paper_window(config, session, period)
-    seen = store.papers_first_seen(session, start, end)
+def select(config: Config, session: Session, window: Window) -> Selection:
+    """Choose the window's papers and look up what the edition needs of them."""
+    period = window.period
+    stored = store.find_edition(session, period.name, period.start)
+    seen = papers_first_seen(session, window.start, window.end)
     papers = eligible_papers(config, seen)
-    ranked = rank_by_theme(config, papers, assignments_for(session, [paper.id for paper in papers]), now=end)
+    ranked = rank_by_theme(config, papers, assignments_for(session, [paper.id for paper in papers]), now=window.end)
     chosen = choose_papers(config, ranked)
     if not chosen:
-        reason = empty_reason(period, seen, papers, store.fetches_between(session, start, end))
-        return edition_content(period, {}, {}, {}), reason
+        reason = empty_reason(period, seen, papers, store.fetches_between(session, window.start, window.end))
+        return Selection({}, {}, {}, {}, reason, stored)
     tldrs = tldrs_for(session, [item.paper.id for items in chosen.values() for item in items], config)
-    overviews = {
-        name: overview_for(config, session, name, [item.paper for item in items]) for name, items in chosen.items()
+    tasks = {
+        name: overview_task(name, overview_items([item.paper for item in items], tldrs)) for name, items in chosen.items()
     }
-    return edition_content(period, chosen, overviews, tldrs), None
+    return Selection(chosen, tldrs, tasks, current_overviews(session, config, tasks), None, stored)
 
 
-def build(config: Config, engine: Engine, period_name: str, day: date | None = None, rebuild: bool = False) -> Edition:
-    """Build the period's edition and store it with its rendered outputs. An unchanged edition (same content
+def write_overviews(config: Config, tasks: dict[str, Task]) -> dict[str, Summary]:
+    """New overviews for `tasks`, by theme, written outside any transaction. A theme whose summariser fails gets
+    none (it then shows its papers only)."""
+    written = {}
+    for name, task in tasks.items():
+        try:
+            written[name] = write_overview(config, name, task)
+        except SummariserError as exc:
+            log.warning("no overview for theme %r: %s", name, exc)
+    return written
+
+
+def build(config: Config, engine: Engine, window: Window, render: RenderOutputs, rebuild: bool = False) -> Edition:
+    """Build the window's edition and store it with its outputs from `render`. An unchanged edition (same content
     hash) is returned as stored unless `rebuild` asks to render and store it again."""
-    period = edition_period(config, period_name, day)
     with session_scope(engine) as session:
-        content, reason = gather_content(config, session, period)
-        digest_ = content_hash({**content, "empty_reason": reason})
-        edition = store.find_edition(session, period.name, period.start)
-        if edition is not None and edition.content_hash == digest_ and not rebuild:
-            return edition
-        edition = edition or Edition(period=period.name, start_date=period.start)
-        edition.end_date = period.end
-        edition.title = edition_title(config, period)
-        edition.status = "empty" if reason else "ready"
-        edition.empty_reason = reason
-        edition.content = content
-        edition.content_hash = digest_
-        edition.built_at = utcnow()
-        store.save_edition(session, edition)
-        render_outputs(config, edition)
-        return edition
-
-
-def render_outputs(config: Config, edition: Edition) -> None:
-    """Store the edition's email HTML and text (with public links) and its Markdown; nothing for an empty one."""
-    if edition.status != "ready":
-        edition.html = edition.text = edition.markdown = ""
-        return
-    renderer = EditionRenderer(config, edition)
-    email = renderer.email(None, renderer.public_links)
-    edition.html, edition.text, edition.markdown = email.html, email.text, renderer.markdown()
-
-
-def period_papers(config: Config, engine: Engine, period_name: str, day: date | None = None) -> list[Paper]:
-    """The papers an edition for this period may include (first seen in its window, replacements dropped if so set)."""
-    period = edition_period(config, period_name, day)
+        selection = select(config, session, window)
+    missing = {name: task for name, task in selection.overview_tasks.items() if name not in selection.stored_overviews}
+    fresh = write_overviews(config, missing)
+    content = edition_content(window.period, selection.chosen, selection.stored_overviews | fresh, selection.tldrs)
+    reason = selection.empty_reason
+    hash_ = content_hash({**content, "empty_reason": reason})
+    stored = selection.stored
+    if stored is not None and stored.content_hash == hash_ and not rebuild and not fresh:
+        return stored
+    edition = Edition(
+        period=window.period.name, start_date=window.period.start, end_date=window.period.end,
+        title=edition_title(config, window.period), status="empty" if reason else "ready", empty_reason=reason,
+        content=content, content_hash=hash_, built_at=utcnow(),
+    )
+    edition.html, edition.text, edition.markdown = render(edition) if reason is None else ("", "", "")
     with session_scope(engine) as session:
-        return eligible_papers(config, store.papers_first_seen(session, *paper_window(config, session, period)))
-
-
-def write_outputs(edition: Edition, formats: list[str], out_dir: Path) -> list[Path]:
-    """Write the stored outputs of a ready edition (`html`, `text`, `md`) as `<period>-<start>.<ext>` files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    contents = {"html": edition.html, "text": edition.text, "md": edition.markdown}
-    paths = []
-    for name in formats:
-        path = out_dir / f"{edition.period}-{edition.start_date.isoformat()}{OUTPUT_SUFFIXES[name]}"
-        path.write_text(contents[name], encoding="utf-8")
-        paths.append(path)
-    return paths
+        for overview in fresh.values():
+            save_summary(session, overview)
+        return store.save_edition(session, edition)
