@@ -88,7 +88,7 @@ def seed(engine, subscribers: int) -> int:
     """Import `subscribers` confirmed readers with a mix of theme choices; return the edition id."""
     from digest.models import Edition
     from digest.store import session_scope
-    from digest.store.subscribers import CsvRow, import_rows
+    from digest.deliver.subscriber_csv import CsvRow, import_rows
 
     choices = [[], [THEMES[0]], [THEMES[1], THEMES[2]], [THEMES[0], THEMES[2]]]
     rows = [CsvRow(n + 2, f"reader{n}@example.com", "confirmed", choices[n % len(choices)], "daily")
