@@ -129,7 +129,7 @@ class EditionSettings(Section):
 
 
 class EmailSettings(Section):
-    transport: Literal["smtp", "file"] = "file"
+    transport: str = "file"
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"

@@ -91,6 +91,24 @@ def write_config(tmp_path: Path):
 
 
 @pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a package for this test the way pip would, as far as entry points can tell: its modules and a
+    dist-info folder declaring `entry_points` (the text of an entry_points.txt), in a folder on sys.path."""
+    site = tmp_path / "site"
+
+    def install(entry_points: str, modules: dict[str, str] | None = None) -> None:
+        info = site / "digest_test_plugin-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: digest-test-plugin\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(entry_points)
+        for name, source in (modules or {}).items():
+            (site / f"{name}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(site))
+
+    return install
+
+
+@pytest.fixture
 def config(write_config) -> Config:
     return load_config(write_config())
 

@@ -25,7 +25,7 @@ from digest.editions import edition_period
 from digest.render import EmailLinks, edition_outputs
 from digest.store import open_database, session_scope
 from digest.store.subscribers import find_subscriber
-from digest.summarise import Summariser, Task, register, summarise_papers
+from digest.summarise import Summariser, Task, summarise_papers
 from digest.summarise.extractive import ExtractiveSummariser
 from digest.web import CSRF_COOKIE, create_app
 from conftest import BASE_CONFIG, CORPUS, FIXTURES
@@ -364,12 +364,10 @@ def test_cli_preview_serves_the_edition_on_localhost(config, engine):
     assert response.status_code == 200 and RECORDS[0]["title"][:30] in response.text
 
 
-@register
 class HeldSummariser(Summariser):
     """Writes extractive summaries, but holds every overview until the test releases it (at most 10 s): for as
-    long as it waits, an edition's overviews are being generated."""
+    long as it waits, an edition's overviews are being generated. Installed as the backend `held-for-test`."""
 
-    name = "held-for-test"
     generating = threading.Event()
     release = threading.Event()
 
@@ -380,11 +378,12 @@ class HeldSummariser(Summariser):
         return ExtractiveSummariser(self.settings, self.config).summarise(tasks, strict)
 
 
-def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config, secret):
+def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config, secret, install_plugin):
     """No model work inside a write transaction: on SQLite every transaction takes the write lock, so a build
     that generated overviews inside one would hold the subscribe POST and the ingest commit until it finished."""
     source = f'[[sources]]\nname = "rss"\nkind = "arxiv-rss"\nurl = "{FIXTURES / "arxiv_rss.xml"}"\n'
-    config = load_config(write_config(THEMES.replace('"extractive"', f'"{HeldSummariser.name}"') + source))
+    install_plugin(f"[digest.summarisers]\nheld-for-test = {__name__}:HeldSummariser\n")
+    config = load_config(write_config(THEMES.replace('"extractive"', '"held-for-test"') + source))
     engine = open_database(config.database_url)
     add_paper(engine, 0, Language_models=0.9)
     HeldSummariser.generating.clear()

@@ -1,5 +1,6 @@
-"""Mail transports, registered by name: `smtp` (STARTTLS, implicit TLS or plain, login, connection reuse)
-and `file` (one .eml file per message, for the demo and trying things out).
+"""Mail transports, found by name through the `digest.transports` entry-point group (see `digest.plugins`):
+`smtp` (STARTTLS, implicit TLS or plain, login, connection reuse) and `file` (one .eml file per message, for
+the demo and trying things out).
 
 `Transport.send` takes an `Outgoing` (envelope and bytes) and returns the server's reply. It raises `TemporaryFailure` (4xx, dropped connection: retry
 later) or `PermanentFailure` (5xx for this address) for one message, and DeliveryError when the whole run
@@ -11,11 +12,11 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
-from typing import ClassVar
 
 from digest.config import Config
 from digest.deliver.message import Outgoing
 from digest.errors import ConfigError, DeliveryError
+from digest.plugins import Registry
 
 
 class SendFailure(Exception):
@@ -30,20 +31,11 @@ class PermanentFailure(SendFailure):
     """The server refused this message for good (a 5xx reply)."""
 
 
-TRANSPORTS: dict[str, type[Transport]] = {}
-
-
 class Transport:
     """Sends one message at a time; may keep a connection open between messages until `close`."""
 
-    name: ClassVar[str]
-
     def __init__(self, config: Config) -> None:
         self.config = config
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        TRANSPORTS[cls.name] = cls
 
     def send(self, message: Outgoing) -> str:
         raise NotImplementedError
@@ -58,19 +50,20 @@ class Transport:
         self.close()
 
 
+TRANSPORTS: Registry[Transport] = Registry("digest.transports")
+
+
 def get_transport(config: Config) -> Transport:
     """The transport `[email] transport` names."""
-    try:
-        return TRANSPORTS[config.email.transport](config)
-    except KeyError:
-        known = ", ".join(sorted(TRANSPORTS))
-        raise ConfigError(f"{config.path}: unknown [email] transport {config.email.transport!r} (known: {known})") from None
+    transport = TRANSPORTS.get(config.email.transport)
+    if transport is None:
+        known = ", ".join(TRANSPORTS.names())
+        raise ConfigError(f"{config.path}: unknown [email] transport {config.email.transport!r} (known: {known})")
+    return transport(config)
 
 
 class FileTransport(Transport):
     """Writes each message to `[email] outbox_dir` as `<message id>.eml`."""
-
-    name = "file"
 
     def send(self, message: Outgoing) -> str:
         folder = self.config.resolve(self.config.email.outbox_dir)
@@ -86,8 +79,6 @@ def safe_file_name(message_id: str) -> str:
 
 class SmtpTransport(Transport):
     """SMTP with one connection reused across messages and reopened after a drop or a 421."""
-
-    name = "smtp"
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

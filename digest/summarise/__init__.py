@@ -1,8 +1,7 @@
 """Summaries of papers (one-sentence TL;DRs) and themes (short overviews), by a pluggable backend, checked so
 they invent nothing. See `core` for the flow, `base` for the backend interface, `grounding` for the check."""
 
-from digest.summarise import extractive, huggingface, openai_compat  # noqa: F401  (registers the backends)
-from digest.summarise.base import SourceItem, Summariser, Task, register
+from digest.summarise.base import SourceItem, Summariser, Task
 from digest.summarise.core import (
     SummariseReport,
     current_overviews,
@@ -22,7 +21,6 @@ __all__ = [
     "get_summariser",
     "overview_items",
     "overview_task",
-    "register",
     "summarise_papers",
     "write_overview",
 ]

@@ -1,18 +1,19 @@
-"""The summariser interface: a backend turns `Task`s into texts, and backends are registered by name.
+"""The summariser interface: a backend turns `Task`s into texts, and backends are found by name.
 
 Built-in backends are `transformers` (a local model), `openai` (an OpenAI-compatible server) and `extractive`
-(no model). Other packages can add theirs through the `digest.summarisers` entry-point group.
+(no model). They and any other package's are declared in the `digest.summarisers` entry-point group
+(see `digest.plugins`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import ClassVar, Literal
+from typing import Literal
 
 from digest.config import Config, SummariserSettings
 from digest.errors import SummariserError
+from digest.plugins import Registry
 
 TaskKind = Literal["tldr", "overview"]
 
@@ -39,10 +40,8 @@ class Task:
 
 
 class Summariser(ABC):
-    """A backend. Subclasses set `name` and implement `summarise`; `strict` asks for the cautious prompt
-    used when a first answer failed the grounding check."""
-
-    name: ClassVar[str]
+    """A backend. Subclasses implement `summarise` and are declared in the `digest.summarisers` entry-point
+    group; `strict` asks for the cautious prompt used when a first answer failed the grounding check."""
 
     def __init__(self, settings: SummariserSettings, config: Config):
         self.settings = settings
@@ -53,21 +52,13 @@ class Summariser(ABC):
         """One text per task, in order. Raise SummariserError when the backend cannot answer at all."""
 
 
-_REGISTRY: dict[str, type[Summariser]] = {}
-
-
-def register(cls: type[Summariser]) -> type[Summariser]:
-    """Class decorator: make a backend available under its `name`."""
-    _REGISTRY[cls.name] = cls
-    return cls
+SUMMARISERS: Registry[Summariser] = Registry("digest.summarisers")
 
 
 def backend_class(name: str) -> type[Summariser]:
-    if name not in _REGISTRY:
-        for entry in entry_points(group="digest.summarisers"):
-            if entry.name == name:
-                register(entry.load())
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
+    """The backend `[summariser] backend` names."""
+    backend = SUMMARISERS.get(name)
+    if backend is None:
+        known = ", ".join(SUMMARISERS.names())
         raise SummariserError(f"unknown summariser backend {name!r} in [summariser] backend (known: {known})")
-    return _REGISTRY[name]
+    return backend

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from digest.summarise.base import Summariser, Task, register
+from digest.summarise.base import Summariser, Task
 from digest.text import split_sentences, words
 
 # Sentences that say what a paper does or found score higher; background sentences lower.
@@ -71,9 +71,8 @@ def extract_overview(task: Task) -> str:
     return " ".join(trim(s[0], task.max_words) for s in picked if s)
 
 
-@register
 class ExtractiveSummariser(Summariser):
-    name = "extractive"
+    """No model: the source's most informative sentences, trimmed (also the fallback for rejected answers)."""
 
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
         return [extract_tldr(t) if t.kind == "tldr" else extract_overview(t) for t in tasks]

@@ -24,7 +24,7 @@ from pathlib import Path
 from digest.errors import SummariserError
 from digest.resources import require_ml_extra
 from digest.summarise import prompts
-from digest.summarise.base import Summariser, Task, register
+from digest.summarise.base import Summariser, Task
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,8 @@ def first_line(exc: Exception) -> str:
 # --- The backend -------------------------------------------------------------------------------------------
 
 
-@register
 class TransformersSummariser(Summariser):
-    name = "transformers"
+    """A local chat or seq2seq model, loaded on first use and kept for the process."""
 
     _loaded: tuple | None = None
 

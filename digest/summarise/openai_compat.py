@@ -16,7 +16,7 @@ import httpx
 
 from digest.errors import SummariserError
 from digest.summarise import prompts
-from digest.summarise.base import Summariser, Task, register
+from digest.summarise.base import Summariser, Task
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,8 @@ MAX_PARALLEL_REQUESTS = 8
 OVERVIEW_MAX_TOKENS = 200
 
 
-@register
 class OpenAISummariser(Summariser):
-    name = "openai"
+    """Any OpenAI-compatible chat-completions server, several requests at a time."""
 
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
         workers = max(1, min(self.settings.batch_size, MAX_PARALLEL_REQUESTS, len(tasks)))
