@@ -16,7 +16,6 @@ import logging
 import secrets
 import time
 from collections import defaultdict, deque
-from pathlib import Path
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -32,6 +31,7 @@ from digest.deliver.links import CONFIRM, PREFERENCES, UNSUBSCRIBE, Links
 from digest.deliver.message import confirmation_message
 from digest.deliver.transports import SendFailure, get_transport
 from digest.errors import DigestError, SubscriberError
+from digest.render.archive import archive_folder
 from digest.render.templating import render_template, template_environment
 from digest.store import open_database, session_scope
 from digest.store import subscribers as store
@@ -217,11 +217,6 @@ class Pages:
                                                     f"{self.config.digest.title}.")
 
 
-def archive_dir(config: Config) -> Path:
-    """Where `digest archive` writes the static archive that /archive/ serves."""
-    return config.resolve(config.digest.output_dir) / "archive"
-
-
 def create_app(config: Config) -> Starlette:
     """The ASGI app; upgrades the database first. ConfigError if the signing secret is not set."""
     pages = Pages(config, open_database(config.database_url))
@@ -233,6 +228,6 @@ def create_app(config: Config) -> Starlette:
         Route("/unsubscribe", pages.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/one-click", pages.unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/one-click", pages.one_click, methods=["POST"]),
-        Mount("/archive", StaticFiles(directory=archive_dir(config), html=True, check_dir=False)),
+        Mount("/archive", StaticFiles(directory=archive_folder(config), html=True, check_dir=False)),
     ]
     return Starlette(routes=routes)

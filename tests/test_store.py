@@ -2,9 +2,11 @@
 
 import sqlite3
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from digest.errors import StoreError
 from digest.models import Base
 from digest.store import current_revision, get_engine, head_revision, open_database, upgrade
 
@@ -52,3 +54,9 @@ def test_postgresql_upgrade_reaches_head_without_drift(postgres_url):
     engine = open_database(postgres_url)
     assert current_revision(engine) == head_revision()
     assert schema_drift(engine) == []
+
+
+def test_a_database_that_cannot_be_opened_is_named_without_its_password():
+    with pytest.raises(StoreError, match=r"cannot open database postgresql\+psycopg://reader:\*\*\*@127\.0\.0\.1:1/db") as error:
+        open_database("postgresql+psycopg://reader:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(error.value)

@@ -7,7 +7,7 @@ import typer
 from digest.cli.app import CliState, app, new_group
 from digest.config import find_config_path
 from digest.resources import reference_config
-from digest.store import current_revision, get_engine, head_revision, safe_url, upgrade
+from digest.store import current_revision, get_engine, head_revision, hide_password, upgrade
 
 db = new_group("db", "Manage the database schema (Alembic migrations).")
 
@@ -28,7 +28,7 @@ def init(
         state.console.print(f"Wrote starter config: {path}")
     state.config_path = path
     upgrade(state.config.database_url)
-    state.console.print(f"Database ready at revision {head_revision()}: {safe_url(state.config.database_url)}")
+    state.console.print(f"Database ready at revision {head_revision()}: {hide_password(state.config.database_url)}")
 
 
 @db.command("upgrade")
@@ -40,7 +40,7 @@ def db_upgrade(
     state: CliState = ctx.obj
     url = state.config.database_url
     upgrade(url, revision)
-    state.console.print(f"Database at revision {current_revision(get_engine(url))}: {safe_url(url)}")
+    state.console.print(f"Database at revision {current_revision(get_engine(url))}: {hide_password(url)}")
 
 
 @db.command("current")

@@ -85,7 +85,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(url), revision)
     except OperationalError as exc:
-        raise StoreError(f"cannot upgrade database {safe_url(url)}: {exc.orig}") from None
+        raise StoreError(f"cannot upgrade database {hide_password(url)}: {exc.orig}") from None
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -105,14 +105,15 @@ def open_database(url: str, echo: bool = False) -> Engine:
     try:
         at_head = current_revision(engine) == head_revision()
     except OperationalError as exc:
-        raise StoreError(f"cannot open database {safe_url(url)}: {exc.orig}") from None
+        raise StoreError(f"cannot open database {hide_password(url)}: {exc.orig}") from None
     if not at_head:
         upgrade(url)
     return engine
 
 
-def safe_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+def hide_password(url: str) -> str:
+    """The database URL with any password masked, for messages (links shown to readers go through
+    `digest.render.view.safe_url` instead)."""
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
