@@ -312,7 +312,7 @@ def timed_ingest(config, engine) -> tuple[object, Timing]:
     from digest.pipeline import ingest  # imported (outside the timing) by main
 
     clock = Timing.start()
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     return report, clock.stop()
 
 

@@ -4,7 +4,6 @@ for the CLI, the scheduler and the demo to call."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from contextlib import nullcontext
@@ -14,8 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,22 +35,25 @@ from digest.store import themes as store_themes
 from digest.summarise import SummariseReport, summarise_papers
 from digest.themes import assign_themes, rank_theme, themes_hash
 
+# How long work reports progress: `on_progress(done, total)`, called as it goes (the CLI draws the bars).
+OnProgress = Callable[[int, int], None]
+
 
 # --- Themes and summaries ----------------------------------------------------------------------------------
 
 
 def assign_and_summarise(
-    config: Config, engine: Engine, papers: list[Paper] | None = None, progress: bool = False
+    config: Config, engine: Engine, papers: list[Paper] | None = None, on_progress: OnProgress | None = None
 ) -> SummariseReport:
     """Assign themes to the papers that lack a current assignment and write the TL;DRs they lack.
-    `papers` None means every stored paper."""
+    `papers` None means every stored paper. `on_progress(done, total)` counts the TL;DRs written."""
     with session_scope(engine) as session:
         needing = store_themes.papers_needing_assignment(session, themes_hash(config))
         if papers is None:
             papers = store_papers.papers_first_seen(session, newest_first=True)
     wanted = {p.id for p in papers}
     assign_themes(config, engine, [p for p in needing if p.id in wanted])
-    return summarise_with_progress(config, engine, papers, force=False, progress=progress)
+    return summarise_papers(config, engine, papers, on_progress=on_progress)
 
 
 def summarise(
@@ -63,40 +63,17 @@ def summarise(
     theme: str | None = None,
     limit: int | None = None,
     force: bool = False,
-    progress: bool = False,
+    on_progress: OnProgress | None = None,
 ) -> SummariseReport:
     """`digest summarise`: assign themes where needed, then write TL;DRs for the papers first seen since `since`
-    (in `theme`, newest first, at most `limit`); `force` rewrites them even if stored ones are current."""
+    (in `theme`, newest first, at most `limit`); `force` rewrites them even if stored ones are current.
+    `on_progress(done, total)` counts the TL;DRs written."""
     with session_scope(engine) as session:
         needing = store_themes.papers_needing_assignment(session, themes_hash(config))
     assign_themes(config, engine, needing)
     with session_scope(engine) as session:
         papers = store_papers.papers_first_seen(session, since, theme=theme, limit=limit, newest_first=True)
-    return summarise_with_progress(config, engine, papers, force=force, progress=progress)
-
-
-def summarise_with_progress(
-    config: Config, engine: Engine, papers: list[Paper], force: bool, progress: bool
-) -> SummariseReport:
-    if not progress:
-        return summarise_papers(config, engine, papers, force=force)
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} papers/s"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("Summarising", total=len(papers), rate="-")
-        started = time.monotonic()
-
-        def advance(done: int) -> None:
-            bar.advance(task, done)
-            finished = bar.tasks[task].completed
-            bar.update(task, rate=f"{finished / max(time.monotonic() - started, 1e-6):.1f}")
-
-        return summarise_papers(config, engine, papers, force=force, on_progress=advance)
+    return summarise_papers(config, engine, papers, force=force, on_progress=on_progress)
 
 
 def theme_listing(config: Config, engine: Engine, top: int = 3, now: datetime | None = None) -> list[dict]:
@@ -277,9 +254,12 @@ class IngestReport:
         return sum(result.new for result in self.results)
 
 
-def ingest(config: Config, engine: Engine, source_names: list[str] | None = None, progress: bool = True) -> IngestReport:
+def ingest(
+    config: Config, engine: Engine, source_names: list[str] | None = None, on_progress: OnProgress | None = None
+) -> IngestReport:
     """Fetch every enabled source (or the named ones) and store what is new. Each source is independent:
-    one that fails is recorded in the fetch log and reported, and the others still run.
+    one that fails is recorded in the fetch log and reported, and the others still run. `on_progress(done,
+    total)` counts the sources stored.
 
     Parsing is the costly part, so sources are fetched and parsed in worker processes (one per CPU) while this
     process stores the ones already read. arXiv API sources are read here, one request at a time, to keep
@@ -289,18 +269,15 @@ def ingest(config: Config, engine: Engine, source_names: list[str] | None = None
         validators = {s.name: store_papers.saved_validators(session, s.name, s.url) for s in sources}
     today = utcnow().astimezone(config.timezone).date()
     report = IngestReport()
-    with (
-        Fetcher(config.ingest, config.base_dir) as fetcher,
-        reader_pool(sources) as pool,
-        ingest_progress(progress) as bar,
-    ):
+    with Fetcher(config.ingest, config.base_dir) as fetcher, reader_pool(sources) as pool:
         reads = [(source, utcnow(), start_read(pool, fetcher, config, source, validators[source.name], today))
                  for source in sources]
-        task = bar.add_task("Ingesting", total=len(sources))
-        for source, started, read in reads:
-            bar.update(task, description=f"Ingesting {source.name}")
+        for done, (source, started, read) in enumerate(reads):
+            if on_progress:
+                on_progress(done, len(reads))
             report.results.append(ingest_source(engine, source, started, read))
-            bar.advance(task)
+    if on_progress:
+        on_progress(len(reads), len(reads))
     return report
 
 
@@ -327,11 +304,6 @@ def read_with_own_fetcher(
     """`read_source` in a worker process, which needs its own HTTP client."""
     with Fetcher(settings, base_dir) as fetcher:
         return read_source(source, fetcher, validators, today)
-
-
-def ingest_progress(enabled: bool) -> Progress:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    return Progress(*columns, console=Console(stderr=True), disable=not enabled, transient=True)
 
 
 def ingest_source(engine: Engine, source: SourceSettings, started: datetime, read: Callable[[], Listing]) -> SourceResult:

@@ -396,7 +396,7 @@ def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config
         client = TestClient(create_app(config))
         token = client.get("/").cookies[CSRF_COOKIE]
         signed_up = client.post("/subscribe", data={"email": "ada@example.org", "csrf": token, "frequency": "daily"})
-        ingested = pipeline.ingest(config, engine, progress=False)
+        ingested = pipeline.ingest(config, engine)
         still_generating = builder.is_alive()
     finally:
         HeldSummariser.release.set()

@@ -1,7 +1,7 @@
 """The shape of the package: data flows one way, sources -> store -> themes -> summarise -> editions -> render ->
 deliver, with pipeline, then scheduler, web and demo, then the CLI on top. A module imports only from its own
 stage, from stages to its left and from the shared modules (config, errors, models, plugins, resources, text);
-and the modules that import each other at load time form no cycle.
+and the modules that import each other at load time form no cycle. Only the CLI draws with rich.
 
 The graph is read from the source with `ast`, so the test needs nothing imported and sees every import,
 including those inside functions (for the layering rule; only module-level imports can make a load cycle).
@@ -164,3 +164,19 @@ def test_the_check_sees_a_cycle_through_a_package_init():
              "digest.summarise.core": {"digest.store.themes"}}
     assert find_cycle(graph) == ["digest.store.themes", "digest.summarise", "digest.summarise.core",
                                  "digest.store.themes"]
+
+
+def test_only_the_cli_draws_with_rich():
+    """Library code reports progress through callbacks and returns data; bars and tables are the CLI's."""
+    drawing = sorted(
+        module
+        for module, path in MODULES.items()
+        if stage_of(module) != "cli"
+        for node in import_nodes(ast.parse(path.read_text(encoding="utf-8")), module_level=False)
+        if any(name == "rich" or name.startswith("rich.") for name in imported_names(node))
+    )
+    assert not drawing, f"modules outside digest/cli that import rich: {drawing}"
+
+
+def imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    return [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]

@@ -185,7 +185,7 @@ def count(engine, model) -> int:
 
 def test_every_source_kind_is_stored_once_per_paper(setup):
     config, engine = setup(*ALL_KINDS)
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     assert results(report) == {
         "api": ("ok", 3, 0, 0),
         "rss": ("ok", 4, 2, 0),
@@ -203,9 +203,9 @@ def test_every_source_kind_is_stored_once_per_paper(setup):
 
 def test_replace_listing_updates_paper_without_announcing_it(setup):
     config, engine = setup(local("api", "arxiv-api", "arxiv_api_page1.xml", query="x"), local("rss", "arxiv-rss", "arxiv_rss.xml"))
-    ingest(config, engine, ["api"], progress=False)
+    ingest(config, engine, ["api"])
     before = paper(engine, "arxiv:2407.01004")
-    report = ingest(config, engine, ["rss"], progress=False)
+    report = ingest(config, engine, ["rss"])
     after = paper(engine, "arxiv:2407.01004")
     assert results(report)["rss"] == ("ok", 4, 2, 0)
     assert (before.version, after.version) == (1, 2)
@@ -215,23 +215,23 @@ def test_replace_listing_updates_paper_without_announcing_it(setup):
 
 def test_replace_of_an_unknown_paper_is_stored_as_a_replace(setup):
     config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml"))
-    ingest(config, engine, progress=False)
+    ingest(config, engine)
     assert paper(engine, "arxiv:2407.01004").announce_type == "replace"
     assert paper(engine, "arxiv:2407.01005").announce_type == "replace-cross"
 
 
 def test_ingesting_again_stores_nothing_new(setup):
     config, engine = setup(*ALL_KINDS)
-    ingest(config, engine, progress=False)
+    ingest(config, engine)
     papers, sightings = count(engine, Paper), count(engine, Sighting)
-    again = ingest(config, engine, progress=False)
+    again = ingest(config, engine)
     assert all(r.new == 0 and r.updated == 0 for r in again.results)
     assert (count(engine, Paper), count(engine, Sighting)) == (papers, sightings)
 
 
 def test_feed_entries_dedupe_on_normalised_title_against_other_feeds(setup):
     config, engine = setup(local("blog", "feed", "blog_atom.xml"), local("aggregator", "feed", "blog_rss.xml"))
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     assert results(report)["aggregator"] == ("ok", 1, 0, 0)
     experts = paper(engine, "url:lab.example.org/posts/scaling-experts")
     assert sorted(s.source for s in experts.sightings) == ["aggregator", "blog"]
@@ -239,20 +239,29 @@ def test_feed_entries_dedupe_on_normalised_title_against_other_feeds(setup):
 
 def test_source_filters_drop_unwanted_announce_types(setup):
     config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml", announce_types=["new", "cross"]))
-    ingest(config, engine, progress=False)
+    ingest(config, engine)
     assert count(engine, Paper) == 4
 
 
 def test_unknown_source_name_is_a_config_error(setup):
     config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml"))
     with pytest.raises(ConfigError, match="no source named 'nope'"):
-        ingest(config, engine, ["nope"], progress=False)
+        ingest(config, engine, ["nope"])
+
+
+def test_progress_is_reported_per_source_stored(setup):
+    config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml"), local("hf", "hf-daily", "hf_daily.json"))
+    calls: list[tuple[int, int]] = []
+
+    ingest(config, engine, on_progress=lambda done, total: calls.append((done, total)))
+
+    assert calls == [(0, 2), (1, 2), (2, 2)]
 
 
 def test_papers_first_seen_uses_the_ingest_time(setup):
     config, engine = setup(local("rss", "arxiv-rss", "arxiv_rss.xml"))
     start = datetime.now(timezone.utc)
-    ingest(config, engine, progress=False)
+    ingest(config, engine)
     with session_scope(engine) as session:
         assert len(papers_first_seen(session, start - timedelta(seconds=1), start + timedelta(hours=1))) == 6
         assert papers_first_seen(session, start - timedelta(days=2), start - timedelta(days=1)) == []
@@ -264,8 +273,8 @@ def test_papers_first_seen_uses_the_ingest_time(setup):
 def test_conditional_get_makes_a_304_cost_nothing(setup, server):
     url = server.route("/rss", with_etag(fixture_bytes("arxiv_rss.xml"), '"v1"'))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    first = ingest(config, engine, progress=False)
-    second = ingest(config, engine, progress=False)
+    first = ingest(config, engine)
+    second = ingest(config, engine)
     assert results(first)["rss"] == ("ok", 6, 0, 0) and results(second)["rss"] == ("not-modified", 0, 0, 0)
     (first_request, _), (second_request, _) = server.requests_to("/rss")
     assert "If-None-Match" not in first_request and first_request["User-Agent"] == USER_AGENT
@@ -274,21 +283,21 @@ def test_conditional_get_makes_a_304_cost_nothing(setup, server):
     with session_scope(engine) as session:
         log = fetch_history(session, "rss")
     assert [(row.status, row.http_status, row.etag) for row in log] == [("ok", 200, '"v1"'), ("not-modified", 304, '"v1"')]
-    third = ingest(config, engine, progress=False)
+    third = ingest(config, engine)
     assert results(third)["rss"][0] == "not-modified"
 
 
 def test_429_is_retried_after_the_time_the_server_asks(setup, server):
     url = server.route("/rss", Reply(429, headers={"Retry-After": "0"}), Reply(200, fixture_bytes("arxiv_rss.xml")))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    assert results(ingest(config, engine, progress=False))["rss"] == ("ok", 6, 0, 0)
+    assert results(ingest(config, engine))["rss"] == ("ok", 6, 0, 0)
     assert len(server.requests_to("/rss")) == 2
 
 
 def test_server_errors_are_retried_then_reported(setup, server):
     url = server.route("/rss", Reply(500, b"oops"))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and "HTTP 500" in result.error and "gave up after 2 attempts" in result.error
     assert len(server.requests_to("/rss")) == 2
 
@@ -296,7 +305,7 @@ def test_server_errors_are_retried_then_reported(setup, server):
 def test_client_errors_fail_at_once(setup, server):
     url = server.route("/gone", Reply(404, b"no"))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and result.error == f"{url}: HTTP 404 Not Found"
     assert len(server.requests_to("/gone")) == 1
 
@@ -305,13 +314,13 @@ def test_redirects_are_followed(setup, server):
     server.route("/feed", Reply(200, fixture_bytes("arxiv_rss.xml")))
     url = server.route("/old", Reply(301, headers={"Location": server.url("/feed")}))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    assert results(ingest(config, engine, progress=False))["rss"] == ("ok", 6, 0, 0)
+    assert results(ingest(config, engine))["rss"] == ("ok", 6, 0, 0)
 
 
 def test_a_slow_server_times_out_with_a_clear_message(setup, server):
     url = server.route("/slow", Reply(200, fixture_bytes("arxiv_rss.xml"), delay=1.5))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and "timed out after 0.5 s" in result.error
 
 
@@ -320,7 +329,7 @@ def test_oversized_responses_are_refused(setup, server, declare_length):
     body = fixture_bytes("arxiv_rss.xml") * 20
     url = server.route("/big", Reply(200, body, declare_length=declare_length))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and "over the 200000-byte limit" in result.error
     assert count(engine, Paper) == 0
 
@@ -328,7 +337,7 @@ def test_oversized_responses_are_refused(setup, server, declare_length):
 def test_an_html_page_instead_of_a_feed_is_reported(setup, server):
     url = server.route("/page", Reply(200, fixture_bytes("not_a_feed.html"), {"Content-Type": "text/html"}))
     config, engine = setup(source_toml("rss", "feed", url))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and result.error == "not a feed: the response is an HTML page"
 
 
@@ -339,7 +348,7 @@ def test_a_dead_url_is_reported_and_other_sources_still_run(setup):
     config, engine = setup(
         source_toml("dead", "arxiv-rss", f"http://127.0.0.1:{port}/rss"), local("rss", "arxiv-rss", "arxiv_rss.xml")
     )
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     dead = report.results[0]
     assert dead.failed and "cannot connect" in dead.error and report.failures == [dead]
     assert results(report)["rss"] == ("ok", 6, 0, 0)
@@ -349,7 +358,7 @@ def test_arxiv_api_pages_through_results_politely(setup, server):
     pages = {"0": fixture_bytes("arxiv_api_page1.xml"), "3": fixture_bytes("arxiv_api_page2.xml")}
     url = server.route("/api/query", lambda _headers, query: Reply(200, pages[query["start"][0]]))
     config, engine = setup(source_toml("api", "arxiv-api", url, query="cat:cs.CL OR cat:cs.CV", page_size=3))
-    assert results(ingest(config, engine, progress=False))["api"] == ("ok", 6, 0, 0)
+    assert results(ingest(config, engine))["api"] == ("ok", 6, 0, 0)
     queries = [query for _headers, query in server.requests_to("/api/query")]
     assert [(q["start"], q["max_results"]) for q in queries] == [(["0"], ["3"]), (["3"], ["3"])]
     search = queries[0]["search_query"][0]
@@ -359,7 +368,7 @@ def test_arxiv_api_pages_through_results_politely(setup, server):
 def test_an_arxiv_api_error_entry_fails_the_source(setup, server):
     url = server.route("/api/query", Reply(200, fixture_bytes("arxiv_api_error.xml")))
     config, engine = setup(source_toml("api", "arxiv-api", url, query="id:2407.0xyz"))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and result.error == "arXiv API error: incorrect id format for 2407.0xyz"
 
 
@@ -379,7 +388,7 @@ def test_each_bad_input_is_reported_by_source_and_the_rest_is_stored(setup):
         local("feed-error", "arxiv-rss", "arxiv_feed_error.xml"),
         source_toml("no-file", "arxiv-rss", str(FIXTURES / "does-not-exist.xml")),
     )
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     by_source = {r.source: r for r in report.results}
     assert {name for name, r in by_source.items() if r.failed} == {
         "truncated", "bomb", "xxe", "utf8", "html", "feed-error", "no-file"
@@ -402,9 +411,9 @@ def test_each_bad_input_is_reported_by_source_and_the_rest_is_stored(setup):
 def test_a_broken_feed_keeps_its_readable_entries_but_not_its_etag(setup, server):
     url = server.route("/rss", with_etag(fixture_bytes("truncated.xml"), '"t1"'))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    first = ingest(config, engine, progress=False).results[0]
+    first = ingest(config, engine).results[0]
     assert first.failed and first.new == 2
-    ingest(config, engine, progress=False)
+    ingest(config, engine)
     assert all("If-None-Match" not in headers for headers, _ in server.requests_to("/rss"))
     with session_scope(engine) as session:
         assert [row.etag for row in fetch_history(session, "rss")] == [None, None]
@@ -415,12 +424,12 @@ def test_a_crash_while_storing_leaves_neither_entries_nor_etag(setup, server):
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
     with engine.begin() as connection:  # the database fails after the papers of the batch are written
         connection.execute(text("CREATE TRIGGER fail BEFORE INSERT ON sightings BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
-    result = ingest(config, engine, progress=False).results[0]
+    result = ingest(config, engine).results[0]
     assert result.failed and "disk full" in result.error
     assert count(engine, Paper) == 0
     with engine.begin() as connection:
         connection.execute(text("DROP TRIGGER fail"))
-    assert results(ingest(config, engine, progress=False))["rss"] == ("ok", 6, 0, 0)
+    assert results(ingest(config, engine))["rss"] == ("ok", 6, 0, 0)
     assert all("If-None-Match" not in headers for headers, _ in server.requests_to("/rss"))
     with session_scope(engine) as session:
         assert [(row.status, row.etag) for row in fetch_history(session, "rss")] == [("error", None), ("ok", '"c1"')]
@@ -431,9 +440,9 @@ def test_a_crash_while_storing_leaves_neither_entries_nor_etag(setup, server):
 
 def test_postgresql_stores_the_same_papers(setup, postgres_url):
     config, engine = setup(*ALL_KINDS, database=postgres_url)
-    report = ingest(config, engine, progress=False)
+    report = ingest(config, engine)
     assert not report.failed and report.new == 11 and count(engine, Paper) == 11
-    again = ingest(config, engine, progress=False)
+    again = ingest(config, engine)
     assert again.new == 0 and count(engine, Paper) == 11
     assert sorted(s.source for s in paper(engine, "arxiv:2407.01002").sightings) == ["atom", "hf", "rss"]
 

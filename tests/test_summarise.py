@@ -156,6 +156,17 @@ def test_empty_enormous_and_latex_abstracts_do_not_crash(extractive, engine):
     assert "$" not in texts[2] and "\\" not in texts[2] and "95%" in texts[2]
 
 
+def test_progress_counts_the_tldrs_to_write_not_those_reused(extractive, engine):
+    papers = add_papers(engine, corpus(5))
+    summarise_papers(extractive, engine, papers[:2])
+    calls: list[tuple[int, int]] = []
+
+    report = summarise_papers(extractive, engine, papers, on_progress=lambda done, total: calls.append((done, total)))
+
+    assert (report.reused, report.written) == (2, 3)
+    assert calls == [(0, 3), (3, 3)]
+
+
 def image_overview_task(config, engine, papers: list[Paper]):
     """The overview task of the "Image generation" theme with `papers` as its top papers, best first."""
     with session_scope(engine) as session:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from digest import pipeline
 from digest.cli.app import CliState, app, new_group
-from digest.deliver.outbox import SendProgress
+from digest.cli.progress import progress_bar
 
 subscribers = new_group("subscribers", "Add, list, remove, import and export subscribers.")
 
@@ -97,18 +93,9 @@ def send(
     """Send an edition to its subscribers, exactly once each; safe to re-run after a crash."""
     state: CliState = ctx.obj
     edition_id = pipeline.edition_to_send(state.engine, edition, period)
-    with send_progress(state.console, enabled=not dry_run) as on_progress:
+    with progress_bar(state.console, "Sending", enabled=not dry_run) as on_progress:
         report = pipeline.send_edition(state.config, state.engine, edition_id, dry_run, limit, on_progress)
     typer.echo(report.summary())
-
-
-@contextmanager
-def send_progress(console: Console, enabled: bool) -> Iterator[SendProgress]:
-    """A progress bar for `digest send` (gone when done); yields the callback that moves it."""
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not enabled) as bar:
-        task = bar.add_task("send", total=None)
-        yield lambda done, due: bar.update(task, completed=done, total=due)
 
 
 @app.command()

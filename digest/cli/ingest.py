@@ -1,17 +1,16 @@
-"""`digest ingest`, `digest papers` and `digest demo`: fetch the sources, list what is stored, try it offline."""
+"""`digest ingest` and `digest papers`: fetch the sources, and list what is stored."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from digest import pipeline
 from digest.cli.app import CliState, app, start_of_day
-from digest.demo import run_demo, show_ingest_report, show_papers
+from digest.cli.progress import progress_bar
+from digest.cli.tables import show_ingest_report, show_papers
 
 
 @app.command()
@@ -21,7 +20,8 @@ def ingest(
 ) -> None:
     """Fetch the sources and store their new papers; exits 1 if any source failed."""
     state: CliState = ctx.obj
-    report = pipeline.ingest(state.config, state.engine, source_names=source or None, progress=True)
+    with progress_bar(state.console, "Ingesting") as on_progress:
+        report = pipeline.ingest(state.config, state.engine, source_names=source or None, on_progress=on_progress)
     show_ingest_report(report, Console())
     if report.failed:
         raise typer.Exit(1)
@@ -42,24 +42,3 @@ def papers(
             typer.echo(json.dumps(paper, ensure_ascii=False))
         return
     show_papers(listing, Console())
-
-
-@app.command()
-def demo(
-    ctx: typer.Context,
-    directory: Path = typer.Option(
-        Path("digest-demo"), "--dir", file_okay=False, help="Working folder for the demo's config and database."
-    ),
-    backend: str = typer.Option(
-        "transformers",
-        "--backend",
-        help="Summariser: transformers (the bundled SmolLM2 model, about a minute on a laptop CPU) or "
-        "extractive (no model, instant).",
-    ),
-) -> None:
-    """Run every stage offline on the sample feeds shipped with digest, in a fresh working folder: ingest,
-    themes and TL;DRs, a rendered daily edition with its web archive, and delivery to two sample readers
-    as .eml files. Prints the paths to open."""
-    state: CliState = ctx.obj
-    run_demo(directory, Console(), backend=backend)
-    state.console.print(f"Demo files are in {escape(str(directory.resolve()))}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
-from rich.table import Table
+from rich.console import Console
 
 from digest import pipeline
 from digest.cli.app import CliState, app, start_of_day
+from digest.cli.progress import progress_bar
+from digest.cli.tables import show_themes
 from digest.errors import ConfigError
 
 
@@ -26,11 +27,7 @@ def themes(
         for entry in listing:
             typer.echo(json.dumps(entry))
         return
-    table = Table("Theme", "Papers", "Top papers", show_lines=True)
-    for entry in listing:
-        lines = [f"{escape(p['title'])}\n  [dim]{escape(p['reason'])}[/dim]" for p in entry["top"]]
-        table.add_row(escape(entry["theme"]), str(entry["papers"]), "\n".join(lines) or "-")
-    state.console.print(table)
+    show_themes(listing, Console())
 
 
 @app.command()
@@ -46,9 +43,10 @@ def summarise(
     config = state.config
     if theme is not None and theme not in config.theme_names:
         raise ConfigError(f"no theme named {theme!r} in {config.path} (known: {', '.join(config.theme_names)})")
-    report = pipeline.summarise(
-        config, state.engine, since=start_of_day(since, config.timezone), theme=theme, limit=limit, force=force,
-        progress=True,
-    )
+    with progress_bar(state.console, "Summarising", unit="papers") as on_progress:
+        report = pipeline.summarise(
+            config, state.engine, since=start_of_day(since, config.timezone), theme=theme, limit=limit, force=force,
+            on_progress=on_progress,
+        )
     methods = ", ".join(f"{n} {m}" for m, n in sorted(report.methods.items())) or "none"
     state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done")

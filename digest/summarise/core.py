@@ -132,16 +132,18 @@ def summarise_papers(
     engine: Engine,
     papers: list[Paper],
     force: bool = False,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SummariseReport:
-    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), committing each batch."""
+    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), committing each batch
+    in a short transaction of its own. `on_progress(done, total)` counts the TL;DRs to write: once before the
+    first batch and after each."""
     report = SummariseReport(papers=len(papers))
     identity = summary_identity(config.summariser, "tldr")
     tasks = {p.id: tldr_task(p, config.summariser) for p in papers}
     todo = papers if force else missing_tldrs(engine, papers, tasks, identity)
     report.reused = len(papers) - len(todo)
-    if on_progress and report.reused:
-        on_progress(report.reused)
+    if on_progress:
+        on_progress(0, len(todo))
     summariser = get_summariser(config) if todo else None
     step = config.summariser.batch_size * 4
     for start in range(0, len(todo), step):
@@ -153,7 +155,7 @@ def summarise_papers(
                                                         identity, task_hash(tasks[paper.id]), []))
                 report.count(result.method)
         if on_progress:
-            on_progress(len(batch))
+            on_progress(start + len(batch), len(todo))
     return report
 
 
