@@ -109,6 +109,12 @@ def build_edition(config: Config, engine: Engine, period: str, day: date | None 
     return edition
 
 
+def edition_listing(engine: Engine) -> list[dict]:
+    """`digest editions`: every stored edition, newest first, with its status and delivery tallies."""
+    with session_scope(engine) as session:
+        return store_editions.edition_records(session)
+
+
 def edition_renderer(config: Config, engine: Engine, edition_id: int) -> EditionRenderer:
     """A renderer for a stored edition; its `.email(themes, links)` personalises cheaply per reader."""
     with session_scope(engine) as session:

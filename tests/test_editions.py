@@ -20,7 +20,7 @@ from digest import editions, pipeline
 from digest.cli import app
 from digest.config import load_config
 from digest.errors import RenderError
-from digest.models import Edition, FetchLog, Paper, ThemeAssignment
+from digest.models import Delivery, Edition, FetchLog, Paper, Subscriber, ThemeAssignment
 from digest.editions import edition_period
 from digest.render import EmailLinks, edition_outputs
 from digest.store import open_database, session_scope
@@ -309,6 +309,38 @@ def test_cli_rejects_a_bad_date(config, engine):
 
     assert result.exit_code == 2
     assert "not a date like 2026-11-23" in result.output
+
+
+def test_cli_editions_lists_each_edition_with_its_status_and_delivery_tallies(config, engine):
+    add_paper(engine, 0, Language_models=0.9)
+    ready = build(config, engine, "daily", MONDAY)
+    empty = build(config, engine, "daily", date(2026, 11, 22))
+    statuses = ["pending", "sending", "sent", "sent", "failed", "skipped"]
+    with session_scope(engine) as session:
+        for number, status in enumerate(statuses):
+            subscriber = Subscriber(email=f"reader{number}@example.org", status="confirmed")
+            session.add(subscriber)
+            session.flush()
+            session.add(Delivery(edition_id=ready.id, subscriber_id=subscriber.id, message_id=f"<{number}@test>",
+                                 status=status))
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["editions", "--json"])
+    plain = runner.invoke(app, ["editions"])
+
+    assert listed.exit_code == 0, listed.output
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["id"], r["period"], r["start"], r["end"], r["status"], r["papers"]) for r in records] == [
+        (ready.id, "daily", "2026-11-23", "2026-11-23", "ready", 1),
+        (empty.id, "daily", "2026-11-22", "2026-11-22", "empty", 0),
+    ]
+    assert records[0]["deliveries"] == {"queued": 2, "sent": 2, "failed": 1, "skipped": 1}
+    assert records[1]["deliveries"] == {"queued": 0, "sent": 0, "failed": 0, "skipped": 0}
+    assert "weekend" in records[1]["empty_reason"] and records[0]["built_at"].startswith(str(ready.built_at.date()))
+    lines = [line.split("\t") for line in plain.stdout.splitlines()]
+    assert lines[0][:5] == [str(ready.id), "daily", "2026-11-23", "ready", "1 paper"]
+    assert lines[0][6] == "2 queued, 2 sent, 1 failed, 1 skipped"
+    assert lines[1][3].startswith("empty: nothing new: weekend") and lines[1][6] == "no deliveries"
 
 
 def test_cli_preview_without_serving_writes_the_newest_edition_with_papers(config, engine, tmp_path):

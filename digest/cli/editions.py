@@ -1,8 +1,10 @@
-"""`digest build`, `digest preview` and `digest archive`: editions as files, a local preview and the web archive."""
+"""`digest build`, `digest editions`, `digest preview` and `digest archive`: editions as files, the stored
+editions, a local preview and the web archive."""
 
 from __future__ import annotations
 
 import functools
+import json
 from enum import Enum
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,8 +13,8 @@ import typer
 
 from digest import pipeline
 from digest.cli.app import CliState, app, parse_day
-from digest.render.archive import archive_folder
 from digest.editions import write_outputs
+from digest.render.archive import archive_folder
 
 
 class Period(str, Enum):
@@ -55,6 +57,32 @@ def build(
     formats = ["html", "text", "md"] if output_format is Format.all else [output_format.value]
     for path in write_outputs(edition, formats, output_folder(state, out)):
         typer.echo(str(path))
+
+
+@app.command("editions")
+def editions_list(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="One JSON object per edition and line.")
+) -> None:
+    """List the stored editions, newest first: period and dates, status (ready, or empty and why), papers, when
+    it was built, and its deliveries (queued, sent, failed, skipped)."""
+    state: CliState = ctx.obj
+    listing = pipeline.edition_listing(state.engine)
+    if as_json:
+        for edition in listing:
+            typer.echo(json.dumps(edition, ensure_ascii=False))
+        return
+    for edition in listing:
+        typer.echo("\t".join(edition_line(edition)))
+
+
+def edition_line(edition: dict) -> list[str]:
+    """An edition's tab-separated fields: id, period, dates, status or why it is empty, papers, built, deliveries."""
+    dates = edition["start"] if edition["start"] == edition["end"] else f"{edition['start']}..{edition['end']}"
+    status = "ready" if edition["status"] == "ready" else f"{edition['status']}: {edition['empty_reason']}"
+    deliveries = ", ".join(f"{count} {name}" for name, count in edition["deliveries"].items() if count)
+    papers = f"{edition['papers']} paper{'' if edition['papers'] == 1 else 's'}"
+    return [str(edition["id"]), edition["period"], dates, status, papers,
+            f"built {edition['built_at'][:16].replace('T', ' ')}", deliveries or "no deliveries"]
 
 
 @app.command()

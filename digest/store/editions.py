@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.models import Edition, FetchLog
+from digest.models import Delivery, Edition, FetchLog
 
 
 def fetches_between(session: Session, start: datetime, end: datetime) -> list[FetchLog]:
@@ -44,6 +45,43 @@ def save_edition(session: Session, edition: Edition) -> Edition:
             setattr(stored, name, getattr(edition, name))
     session.flush()
     return stored
+
+
+# Delivery statuses as `digest editions` counts them: pending and sending rows are both still queued.
+TALLIES = {"pending": "queued", "sending": "queued", "sent": "sent", "failed": "failed", "skipped": "skipped"}
+LISTED_COLUMNS = (Edition.id, Edition.period, Edition.start_date, Edition.end_date, Edition.title, Edition.status,
+                  Edition.empty_reason, Edition.content, Edition.built_at)
+
+
+def edition_records(session: Session) -> list[dict]:
+    """Every stored edition as plain values, newest first: period, dates, status (and why it is empty), paper
+    count, when it was built, and its deliveries counted as queued, sent, failed and skipped."""
+    tallies = delivery_tallies(session)
+    query = select(*LISTED_COLUMNS).order_by(Edition.end_date.desc(), Edition.start_date.asc(), Edition.id.desc())
+    return [
+        {
+            "id": row.id,
+            "period": row.period,
+            "start": row.start_date.isoformat(),
+            "end": row.end_date.isoformat(),
+            "title": row.title,
+            "status": row.status,
+            "empty_reason": row.empty_reason,
+            "papers": sum(len(theme["papers"]) for theme in row.content.get("themes", [])),
+            "built_at": row.built_at.isoformat(),
+            "deliveries": {name: tallies[row.id][name] for name in dict.fromkeys(TALLIES.values())},
+        }
+        for row in session.execute(query)
+    ]
+
+
+def delivery_tallies(session: Session) -> defaultdict[int, Counter[str]]:
+    """Each edition's deliveries counted by the names in TALLIES (editions with none count zero of each)."""
+    tallies: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    query = select(Delivery.edition_id, Delivery.status, func.count()).group_by(Delivery.edition_id, Delivery.status)
+    for edition_id, status, count in session.execute(query):
+        tallies[edition_id][TALLIES[status]] += count
+    return tallies
 
 
 def ready_editions(session: Session) -> list[Edition]:
