@@ -1,14 +1,23 @@
-"""The schema: Alembic builds it from empty or from an older revision, with no drift from the models."""
+"""The schema: Alembic builds it from empty or from an older revision, with no drift from the models; and
+`digest db copy` moves an installation between SQLite and PostgreSQL."""
 
+import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from rich.console import Console
+from sqlalchemy import select
+from typer.testing import CliRunner
 
+from digest.cli import app
+from digest.demo import run_demo
 from digest.errors import StoreError
 from digest.models import Base
-from digest.store import current_revision, get_engine, head_revision, open_database, upgrade
+from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
+from digest.store import subscribers
 
 
 def schema_drift(engine):
@@ -60,3 +69,87 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password():
     with pytest.raises(StoreError, match=r"cannot open database postgresql\+psycopg://reader:\*\*\*@127\.0\.0\.1:1/db") as error:
         open_database("postgresql+psycopg://reader:s3cret@127.0.0.1:1/db")
     assert "s3cret" not in str(error.value)
+
+
+# --- digest db copy ---------------------------------------------------------------------------------------
+
+
+def table_rows(url: str) -> dict[str, list[dict]]:
+    """Every row of every table, in primary-key order, as plain values."""
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        return {
+            table.name: [dict(row) for row in connection.execute(
+                select(table).order_by(*table.primary_key.columns)).mappings()]
+            for table in Base.metadata.sorted_tables
+        }
+
+
+@pytest.fixture(scope="module")
+def demo_database(tmp_path_factory) -> Path:
+    """A SQLite installation with rows in every table (`digest demo` with the extractive summariser), made once."""
+    folder = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DIGEST_DATABASE_URL", raising=False)
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        config = run_demo(folder, Console(quiet=True), backend="extractive")
+    get_engine(config.database_url).dispose()  # closing the last connection folds the WAL into the file
+    return folder / "demo.db"
+
+
+@pytest.fixture
+def demo_url(demo_database, tmp_path) -> str:
+    """This test's own copy of the demo database."""
+    shutil.copy(demo_database, tmp_path / "demo.db")
+    return f"sqlite:///{tmp_path / 'demo.db'}"
+
+
+def test_db_copy_moves_every_table_to_postgresql_and_back(demo_url, postgres_url, tmp_path):
+    runner = CliRunner()
+    original = table_rows(demo_url)
+    assert all(original.values()), "the demo fills every table"
+
+    there = runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", postgres_url])
+    assert there.exit_code == 0, there.output
+    assert f"Copied {sum(map(len, original.values()))} rows" in there.output
+    assert table_rows(postgres_url) == original
+
+    back_url = f"sqlite:///{tmp_path / 'back.db'}"
+    back = runner.invoke(app, ["db", "copy", "--from", postgres_url, "--to", back_url])
+    assert back.exit_code == 0, back.output
+    assert table_rows(back_url) == original
+
+    with session_scope(get_engine(postgres_url)) as session:  # the id sequences moved past the copied ids
+        added = subscribers.add_subscriber(session, "new@example.org", [], "daily")
+        assert added.id == max(row["id"] for row in original["subscribers"]) + 1
+
+
+def test_db_copy_refuses_a_target_with_data_unless_forced(demo_url, postgres_url):
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", postgres_url]).exit_code == 0
+    with session_scope(get_engine(postgres_url)) as session:
+        subscribers.add_subscriber(session, "only-in-target@example.org", [], "daily")
+
+    refused = runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", postgres_url])
+    assert refused.exit_code == 1
+    assert f"{hide_password(postgres_url)} already holds data: " in refused.output and "use --force" in refused.output
+
+    forced = runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", postgres_url, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert table_rows(postgres_url) == table_rows(demo_url)
+
+
+def test_db_copy_names_the_database_it_cannot_use(tmp_path, demo_url):
+    runner = CliRunner()
+    missing = runner.invoke(app, ["db", "copy", "--from", f"sqlite:///{tmp_path / 'nope.db'}", "--to", demo_url])
+    assert missing.exit_code == 1 and f"no SQLite database file at sqlite:///{tmp_path / 'nope.db'}" in missing.output
+    assert not (tmp_path / "nope.db").exists()
+
+    unreachable = "postgresql+psycopg://digest:secret@127.0.0.1:9/digest"
+    failed = runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", unreachable])
+    assert failed.exit_code == 1
+    assert "cannot open database postgresql+psycopg://digest:***@127.0.0.1:9/digest" in failed.output
+    assert "secret" not in failed.output
+
+    same = runner.invoke(app, ["db", "copy", "--from", demo_url, "--to", demo_url])
+    assert same.exit_code == 1 and "are the same database" in same.output

@@ -1,15 +1,19 @@
-"""`digest init` and `digest db ...`: write a starter config and bring the database schema up to date."""
+"""`digest init` and `digest db ...`: write a starter config, bring the database schema up to date, and copy
+an installation to another database."""
 
 from __future__ import annotations
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from digest.cli.app import CliState, app, new_group
 from digest.config import find_config_path
 from digest.resources import reference_config
 from digest.store import current_revision, get_engine, head_revision, hide_password, upgrade
+from digest.store.copy import copy_database
 
-db = new_group("db", "Manage the database schema (Alembic migrations).")
+db = new_group("db", "Manage the database: schema (Alembic migrations) and copying to another database.")
 
 
 @app.command()
@@ -49,3 +53,32 @@ def db_current(ctx: typer.Context) -> None:
     state: CliState = ctx.obj
     url = state.config.database_url
     typer.echo(f"database: {current_revision(get_engine(url)) or 'empty'}  newest: {head_revision()}")
+
+
+@db.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    source: str = typer.Option(None, "--from", help="Database URL to copy from (default: the configured one, "
+                               "[database] url or $DIGEST_DATABASE_URL)."),
+    target: str = typer.Option(..., "--to", help="Database URL to copy into, e.g. "
+                               "postgresql+psycopg://digest@localhost/digest or sqlite:///digest.db."),
+    force: bool = typer.Option(False, "--force", help="Replace whatever the target database already holds."),
+) -> None:
+    """Copy every table from one database to another (SQLite to PostgreSQL, or back), checking the row count
+    of each table. Stop `digest run` and any `digest send` first; then point DIGEST_DATABASE_URL (or
+    [database] url) at the new database."""
+    state: CliState = ctx.obj
+    source = source or state.config.database_url
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=state.console, transient=True) as bar:
+        task = bar.add_task("copying", total=None)
+        copied = copy_database(
+            source, target, replace=force,
+            on_table=lambda name, rows: bar.reset(task, description=f"copying {name}", total=rows),
+            on_rows=lambda rows: bar.advance(task, rows),
+        )
+    table = Table("Table", "Rows")
+    for item in copied:
+        table.add_row(item.table, str(item.rows))
+    state.console.print(table)
+    state.console.print(f"Copied {sum(item.rows for item in copied)} rows from {hide_password(source)} to {hide_password(target)}")
