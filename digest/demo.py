@@ -83,7 +83,7 @@ def prepare_demo(workdir: Path, backend: str = "transformers") -> tuple[Config, 
     database. The signing secret for the readers' links is made up if none is set."""
     config = write_demo_config(workdir, backend)
     os.environ.setdefault(config.web.secret_env, secrets.token_hex(16))
-    return config, open_database(config.database_url)
+    return config, open_database(demo_database_url(workdir))
 
 
 def write_demo_config(workdir: Path, backend: str) -> Config:
@@ -94,12 +94,18 @@ def write_demo_config(workdir: Path, backend: str) -> Config:
     text = DEMO_CONFIG.format(samples=SAMPLES.as_posix(), backend=backend, similarity=similarity)
     path.write_text(text, encoding="utf-8")
     config = load_config(path)
-    get_engine(config.database_url).dispose()  # a past run in this process may hold the old file open
+    get_engine(demo_database_url(workdir)).dispose()  # a past run in this process may hold the old file open
     for name in ("demo.db", "demo.db-wal", "demo.db-shm"):
         (workdir / name).unlink(missing_ok=True)
     for folder in ("digest-output", "outbox"):
         shutil.rmtree(workdir / folder, ignore_errors=True)
     return config
+
+
+def demo_database_url(workdir: Path) -> str:
+    """The demo's own SQLite file, whatever DIGEST_DATABASE_URL says: the demo starts it afresh each run and
+    must never touch a real installation's database."""
+    return f"sqlite:///{workdir.resolve() / 'demo.db'}"
 
 
 def add_readers(engine: Engine) -> None:

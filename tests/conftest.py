@@ -1,21 +1,28 @@
-"""Shared fixtures. Every test runs with its config, database and outputs in its own temporary folder."""
+"""Shared fixtures. Every test runs with its config, database and outputs in its own temporary folder, and every
+test that writes a config runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from digest.config import Config, load_config
-from digest.store import get_engine, open_database
+from digest.models import Base
+from digest.store import get_engine, hide_password, open_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "corpus" / "papers.jsonl"
 POSTGRES_ADMIN_URL = os.environ.get("DIGEST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DATABASES = ("sqlite", "postgresql")
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts from this offline machine.
@@ -79,7 +86,7 @@ def smtp():
 
 
 @pytest.fixture
-def write_config(tmp_path: Path):
+def write_config(tmp_path: Path, database: str):
     """Write `config.toml` in the test folder from the base settings plus extra TOML; return its path."""
 
     def write(extra: str = "", base: str = BASE_CONFIG) -> Path:
@@ -115,26 +122,96 @@ def config(write_config) -> Config:
 
 @pytest.fixture
 def engine(config: Config) -> Engine:
-    """A migrated SQLite file in the test folder."""
+    """The test's migrated database (a SQLite file in the test folder, or this run's PostgreSQL database)."""
     return open_database(config.database_url)
 
 
+# --- Both databases -----------------------------------------------------------------------------------------
+#
+# Every test that writes a config (`write_config`, and so `config` and `engine`) runs twice: on a SQLite file
+# in its folder and on PostgreSQL (DIGEST_DATABASE_URL set, so the CLI, the web app and subprocesses all use it).
+# A test that never opens the database is marked `no_database` and runs once; behaviour that only one database
+# has is marked `only_on("sqlite")` or `only_on("postgresql")`.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "no_database: the test never opens the database, so it runs once")
+    config.addinivalue_line("markers", "only_on(name): run only on `sqlite` or only on `postgresql`")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("no_database"):
+        return
+    only = metafunc.definition.get_closest_marker("only_on")
+    metafunc.parametrize("database", only.args if only else DATABASES, indirect=True)
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the local server, dropped after the test."""
-    name = f"digest_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+def database(request: pytest.FixtureRequest, isolated_state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Which database this test runs on: `sqlite` (the config's file in the test folder) or `postgresql` (this
+    run's database, emptied first, named by DIGEST_DATABASE_URL)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind != "postgresql":
+        yield kind
+        return
+    url = request.getfixturevalue("postgres_run_database")
+    empty_postgres_database(url)
+    monkeypatch.setenv("DIGEST_DATABASE_URL", url)
+    yield kind
+    get_engine(url).dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_run_database() -> Iterator[str]:
+    """This test run's own PostgreSQL database, migrated once and dropped at the end (runs never share one)."""
+    with fresh_postgres_database("run") as url:
+        open_database(url)
+        get_engine(url).dispose()
+        yield url
+
+
+def empty_postgres_database(url: str) -> None:
+    """Delete every row and restart the id sequences, after closing whatever connections earlier tests left."""
+    name = make_url(url).database
+    with admin_engine().connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@lru_cache(maxsize=1)
+def admin_engine() -> Engine:
+    return create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+@contextmanager
+def fresh_postgres_database(purpose: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database with a unique name, dropped on leaving."""
+    name = f"digest_test_{purpose}_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin_engine().connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        pytest.fail(f"the tests need PostgreSQL at {hide_password(POSTGRES_ADMIN_URL)} (set DIGEST_TEST_POSTGRES to "
+                    f"another server's admin URL): {exc.orig}", pytrace=False)
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
         get_engine(url).dispose()
-        get_engine.cache_clear()
-        with admin.connect() as connection:
+        with admin_engine().connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of the test's own (for migrations and `db copy`), dropped after it."""
+    with fresh_postgres_database("empty") as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from digest.cli import app
 from digest.config import load_config
+from digest.store import current_revision, get_engine, head_revision
 
 FIXTURES = Path(__file__).parent / "fixtures"
 runner = CliRunner()
@@ -58,7 +59,8 @@ def test_db_upgrade_creates_the_schema(write_config, isolated_state):
     write_config()
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "Database at revision" in result.output and (isolated_state / "digest.db").exists()
+    assert f"Database at revision {head_revision()}" in result.output
+    assert current_revision(get_engine(load_config().database_url)) == head_revision()
 
 
 def sources_config(write_config, *fixtures: tuple[str, str, str]) -> Path:

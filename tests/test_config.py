@@ -7,6 +7,8 @@ from digest.config import load_config
 from digest.errors import ConfigError
 from digest.resources import reference_config
 
+pytestmark = pytest.mark.no_database  # nothing here opens the database: run once, not per database
+
 
 def test_sample_config_in_repository_is_valid():
     config = load_config(reference_config())

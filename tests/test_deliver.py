@@ -329,8 +329,8 @@ def test_file_transport_writes_one_eml_per_message(setup, tmp_path):
     assert len(files) == 2 and b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
 
 
-def test_postgresql_claims_skip_rows_another_sender_holds(setup, smtp, postgres_url, monkeypatch):
-    monkeypatch.setenv("DIGEST_DATABASE_URL", postgres_url)
+@pytest.mark.only_on("postgresql")
+def test_postgresql_claims_skip_rows_another_sender_holds(setup, smtp):
     config, engine = setup()
     edition_id = add_edition(engine)
     add_subscribers(engine, 5)

@@ -267,19 +267,6 @@ def test_edition_renderer_is_found_by_id(config, engine):
         pipeline.edition_renderer(config, engine, 999)
 
 
-def test_editions_build_on_postgresql(write_config, postgres_url, monkeypatch):
-    monkeypatch.setenv("DIGEST_DATABASE_URL", postgres_url)
-    config = load_config(write_config(THEMES))
-    engine = open_database(config.database_url)
-    paper = add_paper(engine, 0, Language_models=0.9)
-
-    first = build(config, engine, "daily", MONDAY)
-    again = build(config, engine, "daily", MONDAY)
-
-    assert papers_by_theme(first) == {"Language models": [paper]}
-    assert again.content_hash == first.content_hash and again.built_at == first.built_at
-
-
 def test_cli_build_writes_the_files_and_prints_their_paths(config, engine, tmp_path):
     add_paper(engine, 0, Language_models=0.9)
     runner = CliRunner()

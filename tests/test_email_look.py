@@ -11,6 +11,8 @@ import pytest
 from digest.render import EditionRenderer, EmailLinks
 from digest.render.archive import write_archive
 
+pytestmark = pytest.mark.no_database  # nothing here opens the database: run once, not per database
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "look"
 LINKS = EmailLinks("https://digest.test/archive/daily-2026-11-23.html", "https://digest.test/preferences",
                    "https://digest.test/unsubscribe")

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,9 +144,8 @@ def source_toml(name: str, kind: str, url: str, **extra: object) -> str:
 def setup(write_config):
     """Write a config with fast fetch limits and the given sources; return (config, engine)."""
 
-    def make(*sources: str, database: str = "sqlite:///digest.db"):
-        base = f'[database]\nurl = "{database}"\n' + FAST_INGEST
-        config = load_config(write_config("\n".join(sources), base=base))
+    def make(*sources: str):
+        config = load_config(write_config("\n".join(sources), base='[database]\nurl = "sqlite:///digest.db"\n' + FAST_INGEST))
         return config, open_database(config.database_url)
 
     return make
@@ -419,30 +419,34 @@ def test_a_broken_feed_keeps_its_readable_entries_but_not_its_etag(setup, server
         assert [row.etag for row in fetch_history(session, "rss")] == [None, None]
 
 
+@contextmanager
+def inserts_failing(engine, table: str, message: str):
+    """While inside, every insert into `table` fails with `message` (a trigger; SQLite's or PostgreSQL's)."""
+    postgresql = engine.dialect.name == "postgresql"
+    create = [
+        f"CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{message}'; END $$",
+        f"CREATE TRIGGER fail BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail()",
+    ] if postgresql else [f"CREATE TRIGGER fail BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{message}'); END"]
+    drop = [f"DROP TRIGGER fail ON {table}", "DROP FUNCTION fail()"] if postgresql else ["DROP TRIGGER fail"]
+    with engine.begin() as connection:
+        for statement in create:
+            connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            for statement in drop:
+                connection.execute(text(statement))
+
+
 def test_a_crash_while_storing_leaves_neither_entries_nor_etag(setup, server):
     url = server.route("/rss", with_etag(fixture_bytes("arxiv_rss.xml"), '"c1"'))
     config, engine = setup(source_toml("rss", "arxiv-rss", url))
-    with engine.begin() as connection:  # the database fails after the papers of the batch are written
-        connection.execute(text("CREATE TRIGGER fail BEFORE INSERT ON sightings BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
-    result = ingest(config, engine).results[0]
+    with inserts_failing(engine, "sightings", "disk full"):  # the database fails after the batch's papers are written
+        result = ingest(config, engine).results[0]
     assert result.failed and "disk full" in result.error
     assert count(engine, Paper) == 0
-    with engine.begin() as connection:
-        connection.execute(text("DROP TRIGGER fail"))
     assert results(ingest(config, engine))["rss"] == ("ok", 6, 0, 0)
     assert all("If-None-Match" not in headers for headers, _ in server.requests_to("/rss"))
     with session_scope(engine) as session:
         assert [(row.status, row.etag) for row in fetch_history(session, "rss")] == [("error", None), ("ok", '"c1"')]
-
-
-# --- PostgreSQL ---------------------------------------------------------------------------------------------
-
-
-def test_postgresql_stores_the_same_papers(setup, postgres_url):
-    config, engine = setup(*ALL_KINDS, database=postgres_url)
-    report = ingest(config, engine)
-    assert not report.failed and report.new == 11 and count(engine, Paper) == 11
-    again = ingest(config, engine)
-    assert again.new == 0 and count(engine, Paper) == 11
-    assert sorted(s.source for s in paper(engine, "arxiv:2407.01002").sightings) == ["atom", "hf", "rss"]
-

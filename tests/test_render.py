@@ -17,6 +17,8 @@ from digest.render import EditionRenderer, EmailLinks
 from digest.render.archive import write_archive
 from conftest import BASE_CONFIG
 
+pytestmark = pytest.mark.no_database  # nothing here opens the database: run once, not per database
+
 LINKS = EmailLinks(
     web_url="https://digest.test/archive/daily-2026-11-23.html",
     preferences_url="https://digest.test/preferences?token=abc&id=7",

@@ -2,18 +2,17 @@
 `digest db copy` moves an installation between SQLite and PostgreSQL."""
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from digest.cli import app
-from digest.demo import run_demo
+from digest.demo import demo_database_url, run_demo
 from digest.errors import StoreError
 from digest.models import Base
 from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
@@ -25,44 +24,45 @@ def schema_drift(engine):
         return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
 
-def test_upgrade_from_empty_reaches_head_without_drift(config):
-    engine = open_database(config.database_url)
+@pytest.fixture
+def empty_url(database, tmp_path, request) -> str:
+    """A database with no tables yet: a new SQLite file, or a new PostgreSQL database of this test's own."""
+    if database == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+def test_upgrade_from_empty_reaches_head_without_drift(empty_url):
+    engine = open_database(empty_url)
     assert current_revision(engine) == head_revision()
     assert schema_drift(engine) == []
 
 
-def test_upgrade_from_older_revision_keeps_data(config):
-    url = config.database_url
-    upgrade(url, "0001")
-    path = url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
-        connection.execute(
+def test_upgrade_from_older_revision_keeps_data(empty_url):
+    upgrade(empty_url, "0001")
+    engine = get_engine(empty_url)
+    with engine.begin() as connection:
+        connection.execute(text(
             "INSERT INTO papers (key, title, title_norm, abstract, authors, categories, keywords, first_seen_at,"
             " last_seen_at) VALUES ('arxiv:1', 'T', 't', 'A', '[]', '[]', '[]', '2026-01-01', '2026-01-01')"
-        )
-    upgrade(url)
-    engine = get_engine(url)
+        ))
+    upgrade(empty_url)
     assert current_revision(engine) == head_revision()
-    with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT key FROM papers").fetchall() == [("arxiv:1",)]
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT key FROM papers")).all() == [("arxiv:1",)]
 
 
-def test_upgrade_is_idempotent(config):
-    upgrade(config.database_url)
-    upgrade(config.database_url)
-    assert current_revision(get_engine(config.database_url)) == head_revision()
+def test_upgrade_is_idempotent(empty_url):
+    upgrade(empty_url)
+    upgrade(empty_url)
+    assert current_revision(get_engine(empty_url)) == head_revision()
 
 
+@pytest.mark.only_on("sqlite")
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
-
-
-def test_postgresql_upgrade_reaches_head_without_drift(postgres_url):
-    engine = open_database(postgres_url)
-    assert current_revision(engine) == head_revision()
-    assert schema_drift(engine) == []
 
 
 def test_a_database_that_cannot_be_opened_is_named_without_its_password():
@@ -90,10 +90,9 @@ def demo_database(tmp_path_factory) -> Path:
     """A SQLite installation with rows in every table (`digest demo` with the extractive summariser), made once."""
     folder = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("DIGEST_DATABASE_URL", raising=False)
         patch.setenv("HF_HUB_OFFLINE", "1")
-        config = run_demo(folder, Console(quiet=True), backend="extractive")
-    get_engine(config.database_url).dispose()  # closing the last connection folds the WAL into the file
+        run_demo(folder, Console(quiet=True), backend="extractive")
+    get_engine(demo_database_url(folder)).dispose()  # closing the last connection folds the WAL into the file
     return folder / "demo.db"
 
 

@@ -25,7 +25,7 @@ from digest.cli import app
 from digest.config import load_config
 from digest.errors import SummariserError
 from digest.models import Paper, Summary
-from digest.store import session_scope
+from digest.store import open_database, session_scope
 from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
 from digest.summarise import (
@@ -197,6 +197,8 @@ def test_theme_overview_condenses_top_papers_cites_them_and_is_found_again(extra
 # --- Bad settings give clear errors ------------------------------------------------------------------------
 
 
+# The model is what this tests; storing summaries runs on both databases in the tests above and below.
+@pytest.mark.only_on("sqlite")
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -228,6 +230,8 @@ def model_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("model-cache"))
 
 
+# The model is what this tests; storing summaries runs on both databases in the tests above and below.
+@pytest.mark.only_on("sqlite")
 def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(write_config, engine, model_cache):
     config = load_config(write_config(f'[summariser]\ncache_dir = "{model_cache}"\n' + THEMES))
     rows = [row for row in corpus(40) if row["title"].startswith(("ControlNet++", "SEINE"))]
@@ -248,6 +252,8 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     assert overview.grounded and 1 <= len(grounding.split_sentences(overview.text)) <= 4
 
 
+# The model is what this tests; storing summaries runs on both databases in the tests above and below.
+@pytest.mark.only_on("sqlite")
 def test_a_seq2seq_model_folder_goes_through_the_seq2seq_path(write_config, engine, tmp_path):
     """A tiny, randomly initialised T5 saved to a folder: it loads with the seq2seq class and generates; its
     nonsense fails the grounding check, so the summary falls back to extractive and says why."""
@@ -383,10 +389,7 @@ def test_an_interrupted_run_keeps_finished_batches_and_resumes(openai_config, ch
     assert (report.reused, report.written) == (4, 6) and len(stored(engine)) == 10
 
 
-def test_themes_and_summaries_work_on_postgresql(write_config, postgres_url, monkeypatch):
-    from digest.store import open_database
-
-    monkeypatch.setenv("DIGEST_DATABASE_URL", postgres_url)
+def test_themes_tldrs_and_overviews_are_stored_and_reused(write_config):
     config = load_config(write_config(EXTRACTIVE))
     engine = open_database(config.database_url)
     papers = add_papers(engine, corpus(6))
