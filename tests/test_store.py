@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.demo import demo_database_url, run_demo
 from digest.errors import StoreError
-from digest.models import Base
+from digest.models import Base, Embedding
 from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
 from digest.store import subscribers
 
@@ -92,7 +92,11 @@ def demo_database(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
         run_demo(folder, Console(quiet=True), backend="extractive")
-    get_engine(demo_database_url(folder)).dispose()  # closing the last connection folds the WAL into the file
+    engine = get_engine(demo_database_url(folder))
+    with session_scope(engine) as session:  # the extractive demo themes by keywords only: add some vectors
+        session.add_all(Embedding(paper_id=paper_id, model="test-model", text_hash="0" * 64, dim=4,
+                                  vector=bytes(range(paper_id, paper_id + 16))) for paper_id in (1, 2, 3))
+    engine.dispose()  # closing the last connection folds the WAL into the file
     return folder / "demo.db"
 
 
