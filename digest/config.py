@@ -119,6 +119,7 @@ class SummariserSettings(Section):
     base_url: str = "http://127.0.0.1:8080/v1"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_seconds: float = Field(60.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=512)
 
 
 class EditionSettings(Section):

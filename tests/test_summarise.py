@@ -284,11 +284,14 @@ def test_a_seq2seq_model_folder_goes_through_the_seq2seq_path(write_config, engi
 
 class ChatServer:
     """An OpenAI-compatible chat completions server on loopback (Starlette + uvicorn in a thread). It answers with
-    the first sentence of what it is given, or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`."""
+    the first sentence of what it is given, or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`.
+    `delay` makes each answer take that long; `most_in_flight` records how many requests overlapped at most."""
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.fail_after: int | None = None
+        self.delay = 0.0
+        self.in_flight = self.most_in_flight = 0
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []
         app_ = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
@@ -297,6 +300,15 @@ class ChatServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     async def chat(self, request: Request):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            return await self.answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def answer(self, request: Request):
         body = await request.json()
         self.requests.append(body)
         self.authorizations.append(request.headers.get("authorization"))
@@ -340,7 +352,7 @@ def openai_config(write_config, chat_server, monkeypatch):
     monkeypatch.setenv("TEST_LLM_KEY", "sk-test-123")
     return load_config(write_config(
         f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'
-        'api_key_env = "TEST_LLM_KEY"\ntimeout_seconds = 0.5\nbatch_size = 1\n' + THEMES
+        'api_key_env = "TEST_LLM_KEY"\ntimeout_seconds = 0.5\nconcurrency = 1\n' + THEMES
     ))
 
 
@@ -352,6 +364,15 @@ def test_openai_backend_summarises_through_a_real_server(openai_config, chat_ser
     assert set(chat_server.authorizations) == {"Bearer sk-test-123"}
     for summary in stored(engine):
         assert (summary.model, summary.backend, summary.method, summary.grounded) == ("tiny-chat", "openai", "model", True)
+
+
+def test_openai_backend_keeps_concurrency_requests_in_flight(write_config, chat_server, engine):
+    config = load_config(write_config(
+        f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\nconcurrency = 4\n'))
+    chat_server.delay = 0.3
+    report = summarise_papers(config, engine, add_papers(engine, corpus(12)))
+    assert report.methods == {"model": 12}
+    assert chat_server.most_in_flight == 4
 
 
 def test_openai_garbage_answers_fall_back_to_extractive(openai_config, chat_server, engine):
@@ -380,7 +401,7 @@ def test_openai_server_down_is_a_clear_error(write_config, engine):
 
 def test_an_interrupted_run_keeps_finished_batches_and_resumes(openai_config, chat_server, engine):
     papers = add_papers(engine, corpus(10))
-    chat_server.fail_after = 6  # batches hold 4 papers (batch_size 1 x 4): the second batch fails midway
+    chat_server.fail_after = 6  # batches hold 4 papers (concurrency 1 x 4): the second batch fails midway
     with pytest.raises(SummariserError):
         summarise_papers(openai_config, engine, papers)
     assert len(stored(engine)) == 4

@@ -51,6 +51,12 @@ class Summariser(ABC):
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
         """One text per task, in order. Raise SummariserError when the backend cannot answer at all."""
 
+    @property
+    def tasks_per_commit(self) -> int:
+        """How many papers are summarised between commits: a few batches, so a run keeps the model busy and an
+        interrupted run loses little."""
+        return self.settings.batch_size * 4
+
 
 SUMMARISERS: Registry[Summariser] = Registry("digest.summarisers")
 

@@ -145,7 +145,7 @@ def summarise_papers(
     if on_progress:
         on_progress(0, len(todo))
     summariser = get_summariser(config) if todo else None
-    step = config.summariser.batch_size * 4
+    step = summariser.tasks_per_commit if summariser else 1
     for start in range(0, len(todo), step):
         batch = todo[start : start + step]
         written = write(summariser, [tasks[p.id] for p in batch])

@@ -1,6 +1,9 @@
 """The `openai` backend: any server that speaks OpenAI's chat completions API (vLLM, llama.cpp server, Ollama,
 a hosted API). The key comes from the environment variable named by `[summariser] api_key_env`.
 
+`[summariser] concurrency` requests are kept in flight (one thread each, over one pooled HTTP client), so a
+server that batches concurrent requests stays busy; papers are committed every `4 x concurrency`.
+
 A server that is down, answers with an error status or does not answer in time stops the run with a
 SummariserError (summaries already written stay stored); an answer that is not the expected JSON counts as an
 empty summary, so the grounding check sends that paper down the stricter retry and the extractive fallback.
@@ -20,7 +23,6 @@ from digest.summarise.base import Summariser, Task
 
 log = logging.getLogger(__name__)
 
-MAX_PARALLEL_REQUESTS = 8
 OVERVIEW_MAX_TOKENS = 200
 
 
@@ -28,10 +30,15 @@ class OpenAISummariser(Summariser):
     """Any OpenAI-compatible chat-completions server, several requests at a time."""
 
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
-        workers = max(1, min(self.settings.batch_size, MAX_PARALLEL_REQUESTS, len(tasks)))
-        with httpx.Client(timeout=self.settings.timeout_seconds, headers=self.headers()) as client:
+        workers = max(1, min(self.settings.concurrency, len(tasks)))
+        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+        with httpx.Client(timeout=self.settings.timeout_seconds, headers=self.headers(), limits=limits) as client:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 return list(pool.map(lambda task: self.complete(client, task, strict), tasks))
+
+    @property
+    def tasks_per_commit(self) -> int:
+        return self.settings.concurrency * 4
 
     def headers(self) -> dict[str, str]:
         key = os.environ.get(self.settings.api_key_env)
