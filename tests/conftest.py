@@ -4,6 +4,7 @@ test that writes a config runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from digest.config import Config, load_config
+from digest.deliver.transports import TRANSPORTS
 from digest.models import Base
 from digest.store import get_engine, hide_password, open_database
+from digest.summarise.base import SUMMARISERS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "corpus" / "papers.jsonl"
@@ -102,6 +105,7 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Install a package for this test the way pip would, as far as entry points can tell: its modules and a
     dist-info folder declaring `entry_points` (the text of an entry_points.txt), in a folder on sys.path."""
     site = tmp_path / "site"
+    installed: set[str] = set()
 
     def install(entry_points: str, modules: dict[str, str] | None = None) -> None:
         info = site / "digest_test_plugin-0.1.dist-info"
@@ -110,9 +114,17 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         (info / "entry_points.txt").write_text(entry_points)
         for name, source in (modules or {}).items():
             (site / f"{name}.py").write_text(source)
+            installed.add(name)
         monkeypatch.syspath_prepend(str(site))
 
-    return install
+    yield install
+    # Uninstalled again: the next test imports the plugin afresh, with none of this one's state.
+    for name in installed:
+        sys.modules.pop(name, None)
+    for registry in (SUMMARISERS, TRANSPORTS):
+        for key, backend in list(registry.loaded.items()):
+            if backend.__module__ in installed:
+                del registry.loaded[key]
 
 
 @pytest.fixture
