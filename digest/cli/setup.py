@@ -4,10 +4,10 @@ an installation to another database."""
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from digest.cli.app import CliState, app, new_group
+from digest.cli.progress import progress_bar
 from digest.config import find_config_path
 from digest.resources import reference_config
 from digest.store import current_revision, get_engine, head_revision, hide_password, upgrade
@@ -69,14 +69,8 @@ def db_copy(
     [database] url) at the new database."""
     state: CliState = ctx.obj
     source = source or state.config.database_url
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=state.console, transient=True) as bar:
-        task = bar.add_task("copying", total=None)
-        copied = copy_database(
-            source, target, replace=force,
-            on_table=lambda name, rows: bar.reset(task, description=f"copying {name}", total=rows),
-            on_rows=lambda rows: bar.advance(task, rows),
-        )
+    with progress_bar(state.console, "Copying", unit="rows") as on_progress:
+        copied = copy_database(source, target, replace=force, on_progress=on_progress)
     table = Table("Table", "Rows")
     for item in copied:
         table.add_row(item.table, str(item.rows))

@@ -35,13 +35,12 @@ def copy_database(
     source_url: str,
     target_url: str,
     replace: bool = False,
-    on_table: Callable[[str, int], None] | None = None,
-    on_rows: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[TableCopied]:
-    """Copy every table from `source_url` to `target_url`; return the row count per table. `on_table(name,
-    rows)` is called as each table starts and `on_rows(n)` as rows are written, for progress. StoreError, naming
-    the database or table, if a URL cannot be opened, the target holds rows and `replace` is not set, or a
-    table's count differs after the copy (the target is then left as it was)."""
+    """Copy every table from `source_url` to `target_url`; return the row count per table. `on_progress(done,
+    total)` is called as rows are written. StoreError, naming the database or table, if a URL cannot be opened,
+    the target holds rows and `replace` is not set, or a table's count differs after the copy (the target is
+    then left as it was)."""
     check_urls(source_url, target_url)
     source = open_database(source_url)
     target = open_database(target_url)
@@ -54,12 +53,14 @@ def copy_database(
             raise StoreError(f"{hide_password(target_url)} already holds data: {held}; use --force to replace it")
         for table in reversed(tables):
             writing.execute(table.delete())
-        copied = [copy_table(reading, writing, table, target_url, on_table, on_rows) for table in tables]
+        counts = {table.name: row_count(reading, table) for table in tables}
+        progress = RowCounter(sum(counts.values()), on_progress)
         for table in tables:
-            check_count(writing, table, copied, target_url)
+            copy_table(reading, writing, table, target_url, progress)
+            check_count(writing, table, counts[table.name], target_url)
         if writing.dialect.name == "postgresql":
             reset_sequences(writing, tables)
-    return copied
+    return [TableCopied(name, rows) for name, rows in counts.items()]
 
 
 def check_urls(source_url: str, target_url: str) -> None:
@@ -87,28 +88,31 @@ def row_count(connection: Connection, table: Table) -> int:
     return connection.scalar(select(func.count()).select_from(table))
 
 
-def copy_table(
-    reading: Connection, writing: Connection, table: Table, target_url: str,
-    on_table: Callable[[str, int], None] | None, on_rows: Callable[[int], None] | None,
-) -> TableCopied:
-    """Stream one table's rows in id order and insert them in chunks."""
-    total = row_count(reading, table)
-    if on_table:
-        on_table(table.name, total)
+class RowCounter:
+    """Counts the rows written and passes (done, total) to the caller's callback."""
+
+    def __init__(self, total: int, on_progress: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self.on_progress = total, 0, on_progress
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        if self.on_progress:
+            self.on_progress(self.done, self.total)
+
+
+def copy_table(reading: Connection, writing: Connection, table: Table, target_url: str, progress: RowCounter) -> None:
+    """Stream one table's rows in key order and insert them in chunks."""
     rows = reading.execution_options(yield_per=COPY_CHUNK).execute(select(table).order_by(*table.primary_key.columns))
     try:
         for chunk in rows.mappings().partitions():
             writing.execute(table.insert(), [dict(row) for row in chunk])
-            if on_rows:
-                on_rows(len(chunk))
+            progress.add(len(chunk))
     except SQLAlchemyError as exc:
         raise StoreError(f"copying table {table.name} into {hide_password(target_url)} failed: "
                          f"{getattr(exc, 'orig', None) or exc}") from None
-    return TableCopied(table.name, total)
 
 
-def check_count(connection: Connection, table: Table, copied: list[TableCopied], target_url: str) -> None:
-    expected = next(item.rows for item in copied if item.table == table.name)
+def check_count(connection: Connection, table: Table, expected: int, target_url: str) -> None:
     found = row_count(connection, table)
     if found != expected:
         raise StoreError(f"table {table.name} has {found} rows in {hide_password(target_url)} after the copy, "
