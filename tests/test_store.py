@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from rich.console import Console
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from digest.cli import app
-from digest.demo import demo_database_url, run_demo
+from digest.demo import demo_database_url
 from digest.errors import StoreError
 from digest.models import Base, Embedding
 from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
@@ -91,7 +90,8 @@ def demo_database(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
-        run_demo(folder, Console(quiet=True), backend="extractive")
+        result = CliRunner().invoke(app, ["demo", "--dir", str(folder), "--backend", "extractive"])
+        assert result.exit_code == 0, result.output
     engine = get_engine(demo_database_url(folder))
     with session_scope(engine) as session:  # the extractive demo themes by keywords only: add some vectors
         session.add_all(Embedding(paper_id=paper_id, model="test-model", text_hash="0" * 64, dim=4,
