@@ -155,18 +155,24 @@ def edition_to_send(engine: Engine, edition_id: int | None, period: str | None) 
 
 def send_edition(
     config: Config, engine: Engine, edition_id: int, dry_run: bool = False, limit: int | None = None,
-    on_progress: SendProgress | None = None,
+    on_progress: SendProgress | None = None, workers: int = 1,
 ) -> SendReport:
     """Send one edition to each eligible subscriber exactly once (see `digest.deliver.outbox` for the bound
-    after a crash); `dry_run` builds every message and records nothing. `on_progress(done, due)` is called
-    after each message."""
-    renderer = edition_renderer(config, engine, edition_id)
-    composer = Composer(config, renderer, renderer.public_links.web_url)
+    after a crash), from `workers` sender processes sharing its outbox; `dry_run` builds every message and
+    records nothing. `on_progress(done, due)` is called as messages go out."""
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise RenderError(f"no edition with id {edition_id}")
     if dry_run:
-        return preview_send(config, engine, edition, composer, limit)
-    return send_queued(config, engine, edition, composer, limit, on_progress)
+        return preview_send(config, engine, edition, edition_composer(config, engine, edition_id), limit)
+    return send_queued(config, engine, edition, edition_composer, limit, on_progress, workers)
+
+
+def edition_composer(config: Config, engine: Engine, edition_id: int) -> Composer:
+    """What builds each reader's message for a stored edition (each sender process makes its own)."""
+    renderer = edition_renderer(config, engine, edition_id)
+    return Composer(config, renderer, renderer.public_links.web_url)
 
 
 def delivery_listing(engine: Engine, edition_id: int | None = None) -> list[dict]:

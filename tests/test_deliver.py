@@ -401,3 +401,30 @@ def test_two_senders_at_once_never_send_a_row_twice(setup, smtp):
     assert received_by(smtp) == {reader: 1 for reader in readers}
     claimed_by = {row.claimed_by.split(":")[1] for row in rows(engine).values()}
     assert len(claimed_by) == 2, "both senders took part"
+
+
+def sender_pids(engine) -> set[int]:
+    """The processes that have claimed rows so far (a row's claimed_by is host:pid:token)."""
+    return {int(row.claimed_by.split(":")[1]) for row in rows(engine).values() if row.claimed_by}
+
+
+def test_send_workers_share_the_outbox_and_finish_when_one_is_killed(setup, smtp):
+    """`digest send --workers 2`: both workers send; one is SIGKILLed mid-run, its claims are handed back at
+    once, and the run still sends every row, at most one of them twice (the one the killed worker had in flight)."""
+    config, engine = setup(claim_batch=5)
+    edition_id = add_edition(engine)
+    readers = add_subscribers(engine, 60)
+    smtp.handler.delay_seconds, smtp.handler.wait_for_clients = 0.03, 2
+    sender = subprocess.Popen([sys.executable, "-m", "digest", "send", "--edition", str(edition_id), "--workers", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"NO_COLOR": "1"})
+    wait_for(lambda: len(smtp.messages) >= 10 and len(sender_pids(engine)) == 2)
+    victim = min(sender_pids(engine))
+    os.kill(victim, signal.SIGKILL)
+    out, err = sender.communicate(timeout=120)
+
+    assert sender.returncode == 0, err
+    assert f"worker {victim} died (exit code -9); its claimed rows were handed back" in out
+    counts = received_by(smtp)
+    assert set(counts) == set(readers) and sum(counts.values()) - len(readers) <= 1
+    assert {row.status for row in rows(engine).values()} == {"sent"}
+    assert sender.pid not in sender_pids(engine), "the workers sent everything; the watcher had nothing left"

@@ -89,12 +89,16 @@ def send(
     period: str = typer.Option(None, "--period", "-p", help="Send the newest daily or weekly edition."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Build every message but send and record nothing."),
     limit: int = typer.Option(None, "--limit", "-n", min=1, help="Send at most this many messages."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, max=64,
+                                help="Sender processes sharing the outbox, each with its own mail connection "
+                                "(more only help while the mail server keeps up)."),
 ) -> None:
-    """Send an edition to its subscribers, exactly once each; safe to re-run after a crash."""
+    """Send an edition to its subscribers, exactly once each; safe to re-run after a crash, and to run on
+    several machines at once."""
     state: CliState = ctx.obj
     edition_id = pipeline.edition_to_send(state.engine, edition, period)
     with progress_bar(state.console, "Sending", enabled=not dry_run) as on_progress:
-        report = pipeline.send_edition(state.config, state.engine, edition_id, dry_run, limit, on_progress)
+        report = pipeline.send_edition(state.config, state.engine, edition_id, dry_run, limit, on_progress, workers)
     typer.echo(report.summary())
 
 

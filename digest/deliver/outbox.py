@@ -7,16 +7,23 @@ sent stay `sending` until `[email] claim_lease_seconds` has passed, then any sen
 retried: at-least-once for that single in-flight row, rather than losing it). A live sender never starts a send
 it might not finish inside its lease: past `lease - timeout` it hands the rest of its batch back and claims
 again, so a slow server cannot let a second sender take over a row the first is still sending.
+
+Several senders share one outbox: N runs of `digest send` (on one machine or several), or `--workers N`, which
+starts N sender processes and watches them. A worker that dies has its claimed rows handed back at once (it
+can no longer be sending them), so the others take them over without waiting for the lease; the bound above
+holds per worker.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -24,15 +31,18 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from digest.config import Config
+from digest.errors import DeliveryError, DigestError
 from digest.deliver.links import Links
 from digest.deliver.message import EditionMail, Outgoing, Unsubscribe
 from digest.deliver.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
 from digest.models import Edition, utcnow
 from digest.render import EmailLinks, RenderedEmail
-from digest.store import outbox, session_scope
+from digest.store import get_engine, outbox, session_scope
 
 # Called after each message with (messages handled so far, messages due in this run).
 SendProgress = Callable[[int, int], None]
+# How often `--workers` looks at its worker processes and the outbox (for progress), in seconds.
+WATCH_INTERVAL = 0.25
 
 
 class Renderer(Protocol):
@@ -54,6 +64,16 @@ class SendReport:
     would_send: int = 0
     dry_run: bool = False
     note: str = ""
+
+    def add(self, other: SendReport) -> None:
+        """Count another sender's work (of the same run) in this report."""
+        for name in ("sent", "skipped", "failed", "retried", "bounced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.add_note(other.note)
+
+    def add_note(self, note: str) -> None:
+        if note and note not in self.note:
+            self.note = f"{self.note}; {note}" if self.note else note
 
     def summary(self) -> str:
         if self.dry_run:
@@ -110,14 +130,20 @@ class RateLimiter:
         return 0, max(0.001, (frees_at - now).total_seconds())
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+# Builds a sender's Composer for an edition: `make_composer(config, engine, edition_id)`. A module-level function,
+# so that worker processes can be handed it.
+ComposerFactory = Callable[[Config, Engine, int], Composer]
 
 
-def send_queued(config: Config, engine: Engine, edition: Edition, composer: Composer, limit: int | None = None,
-                on_progress: SendProgress | None = None) -> SendReport:
-    """Queue the edition's missing outbox rows and send every due row (at most `limit`), calling
-    `on_progress(done, due)` after each."""
+def worker_name(token: str | None = None, pid: int | None = None) -> str:
+    """How a sender signs the rows it claims: host, process id and a random token."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{token or secrets.token_hex(4)}"
+
+
+def send_queued(config: Config, engine: Engine, edition: Edition, make_composer: ComposerFactory,
+                limit: int | None = None, on_progress: SendProgress | None = None, workers: int = 1) -> SendReport:
+    """Queue the edition's missing outbox rows and send every due row (at most `limit`), in this process or in
+    `workers` sender processes, calling `on_progress(done, due)` as messages go out."""
     report = SendReport(edition.id)
     if edition.status != "ready":
         report.note = f"edition is {edition.status}: {edition.empty_reason or 'no papers'}; nothing to send"
@@ -131,12 +157,21 @@ def send_queued(config: Config, engine: Engine, edition: Edition, composer: Comp
         report.note = "edition too old to send"
         return report
     due = due_count(engine, edition.id, limit)
-    with get_transport(config) as transport:
-        sender = Sender(config, engine, edition.id, composer, transport, report)
-        sender.run(limit, (lambda done: on_progress(done, due)) if on_progress else None)
+    if workers > 1:
+        Workers(config, engine, edition.id, make_composer, report).run(workers, limit, due, on_progress)
+    else:
+        send_here(config, engine, edition.id, make_composer(config, engine, edition.id), report, limit,
+                  (lambda done: on_progress(done, due)) if on_progress else None)
     with session_scope(engine) as session:
         report.waiting = outbox.status_counts(session, edition.id).get("pending", 0)
     return report
+
+
+def send_here(config: Config, engine: Engine, edition_id: int, composer: Composer, report: SendReport,
+              limit: int | None, on_message: Callable[[int], None] | None = None, token: str | None = None) -> None:
+    """One sender, in this process, over one connection to the mail server."""
+    with get_transport(config) as transport:
+        Sender(config, engine, edition_id, composer, transport, report, token).run(limit, on_message)
 
 
 def too_old(config: Config, edition: Edition) -> bool:
@@ -154,11 +189,11 @@ class Sender:
     """One sender's claim-send-mark loop; on any stop its unsent claims go back to pending."""
 
     def __init__(self, config: Config, engine: Engine, edition_id: int, composer: Composer, transport: Transport,
-                 report: SendReport) -> None:
+                 report: SendReport, token: str | None = None) -> None:
         self.config, self.engine, self.edition_id = config, engine, edition_id
         self.composer, self.transport, self.report = composer, transport, report
         self.rate = RateLimiter(config)
-        self.worker = worker_name()
+        self.worker = worker_name(token)
 
     def run(self, limit: int | None, on_message: Callable[[int], None] | None = None) -> None:
         """Claim, send and mark until nothing is due (or `limit` messages were handled); `on_message(done)`
@@ -236,6 +271,98 @@ class Sender:
             bounced = outbox.mark_failed(session, claim.delivery_id, self.worker, error, self.config.email.bounce_after)
         self.report.failed += 1
         self.report.bounced += bounced
+
+
+# --- Several sender processes --------------------------------------------------------------------------------
+
+
+def sender_process(config: Config, edition_id: int, make_composer: ComposerFactory, token: str, limit: int | None,
+                   results: Connection) -> None:
+    """A worker process's whole life: its own engine, composer and mail connection; sends its report back (with
+    the error that stopped it, if any)."""
+    engine = get_engine(config.database_url)
+    report, error = SendReport(edition_id), None
+    try:
+        send_here(config, engine, edition_id, make_composer(config, engine, edition_id), report, limit, token=token)
+    except DigestError as exc:
+        error = str(exc)
+    results.send((report, error))
+    results.close()
+
+
+class Workers:
+    """`--workers N`: N sender processes sharing the edition's outbox, watched from this process. A worker that
+    dies has its claims handed back at once; if any died, this process sends whatever is still due at the end."""
+
+    def __init__(self, config: Config, engine: Engine, edition_id: int, make_composer: ComposerFactory,
+                 report: SendReport) -> None:
+        self.config, self.engine, self.edition_id = config, engine, edition_id
+        self.make_composer, self.report = make_composer, report
+        self.errors: list[str] = []
+        self.deaths = 0
+
+    def run(self, workers: int, limit: int | None, due: int, on_progress: SendProgress | None) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections or threads
+        started = self.handled()
+        running = {}
+        for share in shares(limit, workers):
+            token = secrets.token_hex(4)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=sender_process, name=f"digest-sender-{token}", daemon=True,
+                                      args=(self.config, self.edition_id, self.make_composer, token, share, send))
+            process.start()
+            send.close()
+            running[process] = (token, receive)
+        while running:
+            wait([process.sentinel for process in running], timeout=WATCH_INTERVAL)
+            for process in [process for process in running if not process.is_alive()]:
+                self.finished(process, *running.pop(process))
+            if on_progress:
+                on_progress(self.handled() - started, due)
+        if self.deaths and not self.errors:
+            left = None if limit is None else max(0, limit - (self.handled() - started))
+            if left != 0:
+                send_here(self.config, self.engine, self.edition_id,
+                          self.make_composer(self.config, self.engine, self.edition_id), self.report, left)
+        if self.errors:
+            raise DeliveryError("; ".join(sorted(set(self.errors))))
+
+    def finished(self, process, token: str, results: Connection) -> None:
+        """Take a worker's report; if it died without one, hand its claims back now."""
+        process.join()
+        outcome = received(results)
+        if outcome is not None:
+            report, error = outcome
+            self.report.add(report)
+            if error:
+                self.errors.append(error)
+            return
+        with session_scope(self.engine) as session:
+            outbox.release_claims(session, worker_name(token, process.pid))
+        self.deaths += 1
+        self.report.add_note(f"worker {process.pid} died (exit code {process.exitcode}); its claimed rows were "
+                             "handed back")
+
+    def handled(self) -> int:
+        """Rows of the edition that reached an end (sent, failed or skipped), counted in the database."""
+        with session_scope(self.engine) as session:
+            counts = outbox.status_counts(session, self.edition_id)
+        return sum(counts.get(status, 0) for status in ("sent", "failed", "skipped"))
+
+
+def received(results: Connection) -> tuple[SendReport, str | None] | None:
+    """What a finished worker sent back, or None if it died before sending anything."""
+    try:
+        return results.recv() if results.poll() else None
+    except EOFError:
+        return None
+
+
+def shares(limit: int | None, workers: int) -> list[int | None]:
+    """Each worker's part of `limit` (None: no limit); workers whose part would be 0 are not started."""
+    if limit is None:
+        return [None] * workers
+    return [part for index in range(workers) if (part := limit // workers + (index < limit % workers))]
 
 
 def preview_send(config: Config, engine: Engine, edition: Edition, composer: Composer, limit: int | None) -> SendReport:
