@@ -120,6 +120,7 @@ class SummariserSettings(Section):
     api_key_env: str = "OPENAI_API_KEY"
     timeout_seconds: float = Field(60.0, gt=0)
     concurrency: int = Field(8, ge=1, le=512)
+    claim_lease_seconds: float = Field(1800.0, gt=0)
 
 
 class EditionSettings(Section):

@@ -195,6 +195,18 @@ class Summary(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SummaryClaim(Base):
+    """A paper whose TL;DR one summarise worker is writing now, so that other workers (other processes or
+    machines sharing the database) leave it alone. Deleted when the TL;DR is committed; a claim older than
+    `[summariser] claim_lease_seconds` belongs to a worker that died and may be taken over."""
+
+    __tablename__ = "summary_claims"
+
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- Editions -----------------------------------------------------------------------------------------------
 
 

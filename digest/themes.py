@@ -218,6 +218,7 @@ def assign_themes(config: Config, engine: Engine, papers: list[Paper]) -> dict[i
         vectors, fresh = paper_embeddings(papers, stored)
     assignments = assign(config, papers, vectors)
     with session_scope(engine) as session:
+        store.lock_papers(session, [p.id for p in papers])
         for embedding in fresh:
             store.save_embedding(session, embedding)
         store.replace_assignments(session, [p.id for p in papers], [a for rows in assignments.values() for a in rows])

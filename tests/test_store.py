@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.demo import demo_database_url
 from digest.errors import StoreError
-from digest.models import Base, Embedding
+from digest.models import Base, Embedding, SummaryClaim
 from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
 from digest.store import subscribers
 
@@ -96,6 +96,7 @@ def demo_database(tmp_path_factory) -> Path:
     with session_scope(engine) as session:  # the extractive demo themes by keywords only: add some vectors
         session.add_all(Embedding(paper_id=paper_id, model="test-model", text_hash="0" * 64, dim=4,
                                   vector=bytes(range(paper_id, paper_id + 16))) for paper_id in (1, 2, 3))
+        session.add(SummaryClaim(paper_id=4, worker="host:1:cafe"))  # as a summarise run leaves while it works
     engine.dispose()  # closing the last connection folds the WAL into the file
     return folder / "demo.db"
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -24,7 +29,7 @@ from digest import pipeline
 from digest.cli import app
 from digest.config import load_config
 from digest.errors import SummariserError
-from digest.models import Paper, Summary
+from digest.models import Paper, Summary, SummaryClaim, utcnow
 from digest.store import open_database, session_scope
 from digest.store import summaries as store_summaries
 from digest.store import themes as store_themes
@@ -285,12 +290,14 @@ def test_a_seq2seq_model_folder_goes_through_the_seq2seq_path(write_config, engi
 class ChatServer:
     """An OpenAI-compatible chat completions server on loopback (Starlette + uvicorn in a thread). It answers with
     the first sentence of what it is given, or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`.
-    `delay` makes each answer take that long; `most_in_flight` records how many requests overlapped at most."""
+    `delay` makes each answer take that long; `most_in_flight` records how many requests overlapped at most;
+    with `gate` set no answer goes out before that many requests were in flight at once."""
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.fail_after: int | None = None
         self.delay = 0.0
+        self.gate = 0
         self.in_flight = self.most_in_flight = 0
         self.requests: list[dict] = []
         self.authorizations: list[str | None] = []
@@ -303,6 +310,8 @@ class ChatServer:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
+            while self.most_in_flight < self.gate:
+                await asyncio.sleep(0.01)
             await asyncio.sleep(self.delay)
             return await self.answer(request)
         finally:
@@ -373,6 +382,43 @@ def test_openai_backend_keeps_concurrency_requests_in_flight(write_config, chat_
     report = summarise_papers(config, engine, add_papers(engine, corpus(12)))
     assert report.methods == {"model": 12}
     assert chat_server.most_in_flight == 4
+
+
+def test_two_summarise_workers_split_the_papers_and_write_each_tldr_once(write_config, chat_server, engine):
+    """Two `digest summarise` processes at once (two machines with a model each): each claims batches of the
+    papers still to do, so together they write every TL;DR, each exactly once (one request per paper)."""
+    write_config(f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'
+                 'concurrency = 1\ntimeout_seconds = 60\n[assign]\nsimilarity = false\n' + THEMES)
+    papers = add_papers(engine, corpus(24))
+    chat_server.delay, chat_server.gate = 0.05, 2  # no answer until both workers have a batch in hand
+    workers = [subprocess.Popen([sys.executable, "-m", "digest", "summarise"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=os.environ | {"NO_COLOR": "1"})
+               for _ in range(2)]
+    outputs = [worker.communicate(timeout=180)[0] for worker in workers]
+
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    written = [int(re.search(r"(\d+) summarised", output).group(1)) for output in outputs]
+    assert sum(written) == 24 and min(written) > 0, outputs
+    asked = [request["messages"][-1]["content"].split("\n")[0] for request in chat_server.requests]
+    assert sorted(asked) == sorted(f"Title: {paper.title}" for paper in papers)
+    assert len(stored(engine)) == 24
+    with session_scope(engine) as session:
+        assert session.scalars(select(SummaryClaim)).all() == []
+
+
+def test_papers_another_worker_holds_are_left_to_it_until_its_claim_expires(extractive, engine):
+    papers = add_papers(engine, corpus(3))
+    with session_scope(engine) as session:
+        store_summaries.claim_papers(session, [papers[0].id, papers[1].id], "elsewhere:1:beef", 10, 1800)
+        session.execute(update(SummaryClaim).where(SummaryClaim.paper_id == papers[1].id)
+                        .values(claimed_at=utcnow() - timedelta(hours=1)))  # its worker died an hour ago
+
+    report = summarise_papers(extractive, engine, papers)
+
+    assert (report.written, report.elsewhere) == (2, 1)
+    assert {summary.paper_id for summary in stored(engine)} == {papers[1].id, papers[2].id}
+    with session_scope(engine) as session:
+        assert [claim.paper_id for claim in session.scalars(select(SummaryClaim))] == [papers[0].id]
 
 
 def test_openai_garbage_answers_fall_back_to_extractive(openai_config, chat_server, engine):

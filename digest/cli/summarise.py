@@ -49,4 +49,6 @@ def summarise(
             on_progress=on_progress,
         )
     methods = ", ".join(f"{n} {m}" for m, n in sorted(report.methods.items())) or "none"
-    state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done")
+    elsewhere = f", {report.elsewhere} left to other workers" if report.elsewhere else ""
+    state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done"
+                        f"{elsewhere}")

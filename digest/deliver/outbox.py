@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -37,7 +35,7 @@ from digest.deliver.message import EditionMail, Outgoing, Unsubscribe
 from digest.deliver.transports import PermanentFailure, TemporaryFailure, Transport, get_transport
 from digest.models import Edition, utcnow
 from digest.render import EmailLinks, RenderedEmail
-from digest.store import get_engine, outbox, session_scope
+from digest.store import get_engine, outbox, session_scope, worker_name
 
 # Called after each message with (messages handled so far, messages due in this run).
 SendProgress = Callable[[int, int], None]
@@ -133,11 +131,6 @@ class RateLimiter:
 # Builds a sender's Composer for an edition: `make_composer(config, engine, edition_id)`. A module-level function,
 # so that worker processes can be handed it.
 ComposerFactory = Callable[[Config, Engine, int], Composer]
-
-
-def worker_name(token: str | None = None, pid: int | None = None) -> str:
-    """How a sender signs the rows it claims: host, process id and a random token."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}:{token or secrets.token_hex(4)}"
 
 
 def send_queued(config: Config, engine: Engine, edition: Edition, make_composer: ComposerFactory,

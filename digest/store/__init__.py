@@ -7,6 +7,9 @@ PostgreSQL goes through the same code.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -64,6 +67,12 @@ def begin_sqlite_transaction(connection) -> None:
 @lru_cache(maxsize=8)
 def _session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def worker_name(token: str | None = None, pid: int | None = None) -> str:
+    """How a worker (a sender, a summariser) signs the rows it claims: host, process id and a random token, so
+    workers on several machines sharing one database never mistake each other's claims for their own."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{token or secrets.token_hex(4)}"
 
 
 @contextmanager

@@ -3,18 +3,24 @@
 A summary's identity is the model, backend and prompt version that made it: a stored summary is current while
 its identity and source hash match, so changing the model or a prompt (and bumping its version here) makes the
 next run write it again. The prompts themselves are in `digest.summarise.prompts`.
+
+Several summarise workers (processes or machines) share the papers still to summarise through claims:
+`claim_papers` hands each paper to one worker (BEGIN IMMEDIATE on SQLite, `FOR UPDATE SKIP LOCKED` on
+PostgreSQL), and `finish_claims` gives them up in the transaction that stores the TL;DRs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.config import Config, SummariserSettings
-from digest.models import Summary
+from digest.models import Paper, Summary, SummaryClaim, utcnow
 
 # Bump the version of a prompt in `digest.summarise.prompts` when changing it.
 TLDR_VERSION = "tldr-2"
@@ -93,3 +99,55 @@ def newest_tldrs(session: Session, paper_ids: Iterable[int]) -> dict[int, Summar
     for row in session.scalars(query.order_by(Summary.created_at, Summary.id)):
         newest[row.paper_id] = row
     return newest
+
+
+# --- Claims: several workers sharing the papers to summarise ------------------------------------------------
+
+
+def claim_papers(
+    session: Session, paper_ids: list[int], worker: str, size: int, lease_seconds: float
+) -> tuple[list[int], set[int]]:
+    """Claim for `worker` up to `size` of `paper_ids` (in their order) that no other worker holds. Returns the
+    claimed ids and the ids other workers hold (claimed less than `lease_seconds` ago). On PostgreSQL a paper
+    another worker is claiming at this moment is skipped (neither claimed nor held: ask again later); its claim
+    is read again after the lock, so two workers never both take one paper."""
+    cutoff = utcnow() - timedelta(seconds=lease_seconds)
+    held = held_by_others(session, paper_ids, worker, cutoff)
+    wanted = [paper_id for paper_id in paper_ids if paper_id not in held][:size]
+    if wanted and session.bind.dialect.name == "postgresql":
+        locked = set(session.scalars(select(Paper.id).where(Paper.id.in_(wanted)).with_for_update(skip_locked=True)))
+        held |= held_by_others(session, locked, worker, cutoff)
+        wanted = [paper_id for paper_id in wanted if paper_id in locked and paper_id not in held]
+    if wanted:
+        now = utcnow()
+        insert = (postgresql if session.bind.dialect.name == "postgresql" else sqlite).insert(SummaryClaim)
+        session.execute(
+            insert.on_conflict_do_update(index_elements=["paper_id"], set_={"worker": worker, "claimed_at": now}),
+            [{"paper_id": paper_id, "worker": worker, "claimed_at": now} for paper_id in wanted],
+        )
+    return wanted, held
+
+
+def held_by_others(session: Session, paper_ids: Iterable[int], worker: str, cutoff) -> set[int]:
+    """The papers among `paper_ids` that another worker claimed after `cutoff`."""
+    query = select(SummaryClaim.paper_id).where(
+        SummaryClaim.paper_id.in_(list(paper_ids)), SummaryClaim.worker != worker, SummaryClaim.claimed_at > cutoff
+    )
+    return set(session.scalars(query))
+
+
+def finish_claims(session: Session, paper_ids: Iterable[int], worker: str) -> set[int]:
+    """Give up `worker`'s claims on `paper_ids`; return the ids it still held (a claim taken over by another
+    worker after the lease is not this worker's to store any more)."""
+    ids = list(paper_ids)
+    query = select(SummaryClaim.paper_id).where(SummaryClaim.paper_id.in_(ids), SummaryClaim.worker == worker)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    mine = set(session.scalars(query))
+    session.execute(delete(SummaryClaim).where(SummaryClaim.paper_id.in_(mine), SummaryClaim.worker == worker))
+    return mine
+
+
+def release_claims(session: Session, worker: str) -> None:
+    """Give up every claim `worker` holds (it is stopping before storing them)."""
+    session.execute(delete(SummaryClaim).where(SummaryClaim.worker == worker))

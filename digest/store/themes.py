@@ -32,6 +32,13 @@ def assignments_for(session: Session, paper_ids: Iterable[int]) -> dict[int, lis
     return dict(found)
 
 
+def lock_papers(session: Session, paper_ids: Iterable[int]) -> None:
+    """On PostgreSQL, hold the papers' rows until the transaction ends, so two workers storing embeddings and
+    assignments for the same papers take turns instead of colliding (SQLite's BEGIN IMMEDIATE already does)."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(select(Paper.id).where(Paper.id.in_(list(paper_ids))).order_by(Paper.id).with_for_update())
+
+
 def replace_assignments(session: Session, paper_ids: Iterable[int], assignments: list[ThemeAssignment]) -> None:
     """Drop the papers' old assignments and store the new ones in their place."""
     ids = list(paper_ids)

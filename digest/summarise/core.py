@@ -9,6 +9,7 @@ theme overviews are returned unsaved, for the editions stage to store with its e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import Config, SummariserSettings
 from digest.models import Paper, Summary
-from digest.store import session_scope
+from digest.store import session_scope, worker_name
 from digest.store import summaries as store
 from digest.store.summaries import summary_identity
 from digest.summarise import grounding
@@ -26,6 +27,9 @@ from digest.summarise.extractive import ExtractiveSummariser
 from digest.text import clean_source, source_hash
 
 OVERVIEW_PAPERS = 4
+# Papers looked at per claim (in batches): enough to find free ones when other workers hold many.
+CLAIM_WINDOW = 8
+CLAIM_RETRY_SECONDS = 0.1
 OVERVIEW_SENTENCE_WORDS = 30
 OVERVIEW_MAX_WORDS = 110
 
@@ -45,6 +49,7 @@ class SummariseReport:
     papers: int = 0
     reused: int = 0
     written: int = 0
+    elsewhere: int = 0  # papers other workers were writing, left to them
     methods: dict[str, int] = field(default_factory=dict)
 
     def count(self, method: str) -> None:
@@ -134,9 +139,10 @@ def summarise_papers(
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SummariseReport:
-    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), committing each batch
-    in a short transaction of its own. `on_progress(done, total)` counts the TL;DRs to write: once before the
-    first batch and after each."""
+    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), batch by batch: claim
+    a batch (so other workers sharing the database leave it alone), write it outside any transaction, then store
+    it and give up the claims in one short transaction. Papers another worker holds are left to it.
+    `on_progress(done, total)` counts the TL;DRs this run writes: once before the first batch and after each."""
     report = SummariseReport(papers=len(papers))
     identity = summary_identity(config.summariser, "tldr")
     tasks = {p.id: tldr_task(p, config.summariser) for p in papers}
@@ -144,19 +150,49 @@ def summarise_papers(
     report.reused = len(papers) - len(todo)
     if on_progress:
         on_progress(0, len(todo))
-    summariser = get_summariser(config) if todo else None
-    step = summariser.tasks_per_commit if summariser else 1
-    for start in range(0, len(todo), step):
-        batch = todo[start : start + step]
-        written = write(summariser, [tasks[p.id] for p in batch])
+    if not todo:
+        return report
+    summariser = get_summariser(config)
+    worker = worker_name()
+    try:
+        while todo:
+            batch, todo, held = claim_next(engine, todo, worker, summariser.tasks_per_commit,
+                                           config.summariser.claim_lease_seconds)
+            report.elsewhere += held
+            if not force:  # another worker may have finished some since `todo` was read
+                missing = missing_tldrs(engine, batch, tasks, identity)
+                report.reused += len(batch) - len(missing)
+                batch = missing
+            written = write(summariser, [tasks[p.id] for p in batch]) if batch else []
+            with session_scope(engine) as session:
+                still_mine = store.finish_claims(session, [p.id for p in batch], worker)
+                for paper, result in zip(batch, written):
+                    if paper.id in still_mine:
+                        store.save_summary(session, new_summary("tldr", store.paper_subject(paper.id), paper.id,
+                                                                result, identity, task_hash(tasks[paper.id]), []))
+                        report.count(result.method)
+            if on_progress:
+                on_progress(report.written, report.written + len(todo))
+    finally:
         with session_scope(engine) as session:
-            for paper, result in zip(batch, written):
-                store.save_summary(session, new_summary("tldr", store.paper_subject(paper.id), paper.id, result,
-                                                        identity, task_hash(tasks[paper.id]), []))
-                report.count(result.method)
-        if on_progress:
-            on_progress(start + len(batch), len(todo))
+            store.release_claims(session, worker)
     return report
+
+
+def claim_next(
+    engine: Engine, todo: list[Paper], worker: str, size: int, lease_seconds: float
+) -> tuple[list[Paper], list[Paper], int]:
+    """Claim the next batch of `todo` for `worker`: (the batch, the papers still to try, how many papers other
+    workers hold and are left to them). Waits a moment while every candidate is being claimed by another."""
+    while True:
+        candidates = todo[: size * CLAIM_WINDOW]
+        with session_scope(engine) as session:
+            claimed, held = store.claim_papers(session, [p.id for p in candidates], worker, size, lease_seconds)
+        batch = [p for p in candidates if p.id in set(claimed)]
+        rest = [p for p in todo if p.id not in set(claimed) and p.id not in held]
+        if batch or len(rest) < len(todo):
+            return batch, rest, len(todo) - len(rest) - len(batch)
+        time.sleep(CLAIM_RETRY_SECONDS)
 
 
 def missing_tldrs(engine: Engine, papers: list[Paper], tasks: dict[int, Task], identity: tuple[str, str, str]) -> list[Paper]:
