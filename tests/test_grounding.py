@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.summarise.grounding import problems, tidy, unsupported_terms
+from digest.summarise.grounding import clause_cuts, filler_problems, problems, tidy, unsupported_terms
 from digest.text import clean_source, split_sentences
 
 SOURCE = (
@@ -41,6 +41,36 @@ def test_invented_names_and_numbers_are_caught(summary, invented):
 def test_names_and_numbers_from_the_source_are_accepted_in_other_forms():
     summary = "LayoutGuide runs 2x faster than ControlNet on 1,000 COCO prompts from GPT-4 with Stable Diffusion models."
     assert unsupported_terms(summary, SOURCE) == []
+
+
+MODELS = "We fine-tune Llama-7b and Falcon-40b on GPT-4 answers, and compare with LLaMA 2 and the SD-XL base."
+
+
+@pytest.mark.parametrize(
+    ("summary", "invented"),
+    [
+        ("Llama-40b beats Falcon-40b.", ["Llama-40b"]),  # both parts are in the source, the name is not
+        ("Falcon-7b is fine-tuned on GPT-4 answers.", ["Falcon-7b"]),
+        ("The method is compared with GPT-4o.", ["GPT-4o"]),  # a longer name holding a real one
+        ("They fine-tune Llama-2-7b.", ["Llama-2-7b"]),
+        ("They fine-tune Llama-7.", ["Llama-7"]),
+    ],
+)
+def test_a_name_must_appear_whole_not_pieced_together(summary, invented):
+    assert unsupported_terms(summary, MODELS) == invented
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "They fine-tune Llama-7B and Falcon 40B.",  # other case and separator
+        "They fine-tune Llama7b models and LLaMA-2.",  # no separator, or a hyphen for a space
+        "GPT-4-based answers help the SD-XL models.",  # a compound ending in plain words needs only its name
+        "Answers from GPT-4 tune Falcon-40b's weights.",
+    ],
+)
+def test_a_whole_name_passes_however_it_is_joined(summary):
+    assert unsupported_terms(summary, MODELS) == []
 
 
 @pytest.mark.parametrize(
@@ -84,3 +114,10 @@ def test_latex_and_enormous_sources_are_cleaned():
     cleaned = clean_source(enormous)
     assert len(cleaned) <= 4000 and cleaned.endswith("layouts.")
     assert clean_source("") == ""
+
+
+def test_filler_phrases_are_named_and_a_failing_summary_can_be_cut_at_a_clause():
+    summary = "LayoutGuide steers Stable Diffusion to follow layouts without training, which is a key finding in the field of AI."
+    assert filler_problems(summary) == ["filler ('in the field of')"]
+    assert clause_cuts(summary) == ["LayoutGuide steers Stable Diffusion to follow layouts without training."]
+    assert clause_cuts("LayoutGuide steers it, which helps.") == []  # too short to stand alone

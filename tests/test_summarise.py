@@ -42,6 +42,7 @@ from digest.summarise import (
     write_overview,
 )
 from digest.summarise.extractive import best_sentences, trim
+from digest.summarise.subject import lead_with_subject, method_name
 from digest.text import clean_source
 
 THEMES = """
@@ -102,6 +103,43 @@ def test_trim_cuts_at_a_clause_and_never_mid_word():
     assert best_sentences("Background is hard. We propose X, which outperforms Y. Thanks.", "X", 1) == [
         "We propose X, which outperforms Y."
     ]
+
+
+@pytest.mark.parametrize(
+    ("title", "abstract", "name"),
+    [
+        ("AnyControl: Create Your Artwork", "We propose AnyControl, a framework.", "AnyControl"),
+        ("Music ControlNet: Multiple Time-varying Controls", "We build Music ControlNet.", "Music ControlNet"),
+        ("Zero-shot spatial layout conditioning", "We propose ZestGuide, a zero-shot method.", "ZestGuide"),
+        ("Sentence embeddings", "We introduce a model called Two-dimensional MSE (2DMSE).", None),
+        ("Scan and Snap: Understanding Training Dynamics", "We analyse one-layer transformers.", None),
+        ("What's the Magic Word? A Control Theory of Prompting", "We study prompts.", None),
+        ("Knowledge Infused Decoding", "We introduce knowledge infused decoding, which helps.", None),
+    ],
+)
+def test_the_method_name_comes_from_the_title_head_or_the_abstract(title, abstract, name):
+    assert method_name(title, abstract) == name
+
+
+@pytest.mark.parametrize(
+    ("answer", "name", "rewritten"),
+    [
+        ("This paper proposes a new video model, SEINE, that makes transitions.", "SEINE",
+         "SEINE is a video model that makes transitions."),
+        ("This paper proposes AnyControl, a framework that mixes controls.", "AnyControl",
+         "AnyControl is a framework that mixes controls."),
+        ("This paper demonstrates that prompt-based FT beats pretraining.", None, "Prompt-based FT beats pretraining."),
+        ("This paper presents an efficient sampler for diffusion.", None, "An efficient sampler for diffusion."),
+        ("This paper examines warm-up strategies and finds that rewarming helps.", None,
+         "Examines warm-up strategies and finds that rewarming helps."),
+        ("AnyControl is a novel framework.", "AnyControl", "AnyControl is a framework."),
+        ("IAPT is a new approach to tuning.", "IAPT", "IAPT is an approach to tuning."),
+        ("We propose X, a novel approach that helps.", "X", "We propose X, an approach that helps."),
+        ("This paper is about prompts.", None, "This paper is about prompts."),
+    ],
+)
+def test_an_answer_is_rewritten_to_lead_with_its_subject(answer, name, rewritten):
+    assert lead_with_subject(answer, name) == rewritten
 
 
 def test_second_run_makes_nothing_and_force_redoes_everything(extractive, engine):
@@ -330,7 +368,8 @@ class ChatServer:
             return PlainTextResponse("<html>definitely not JSON</html>")
         prompt = body["messages"][-1]["content"]
         source = prompt.split("Abstract: ", 1)[-1].split("\n\n")[0]
-        text = trim(best_sentences(source, "", 1)[0], 25)
+        answers = [trim(sentence, 25) for sentence in best_sentences(source, "", 2)]
+        text = next((a for a in answers if not grounding.filler_phrases(a)), answers[0])  # a model that avoids filler
         return JSONResponse({"object": "chat.completion", "model": body["model"],
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
 

@@ -23,7 +23,7 @@ from digest.config import Config, SummariserSettings
 from digest.models import Paper, Summary, SummaryClaim, utcnow
 
 # Bump the version of a prompt in `digest.summarise.prompts` when changing it.
-TLDR_VERSION = "tldr-2"
+TLDR_VERSION = "tldr-3"
 OVERVIEW_VERSION = "overview-1"
 EXTRACTIVE_VERSION = "extractive-1"
 

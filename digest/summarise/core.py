@@ -21,9 +21,10 @@ from digest.models import Paper, Summary
 from digest.store import session_scope, worker_name
 from digest.store import summaries as store
 from digest.store.summaries import summary_identity
-from digest.summarise import grounding
+from digest.summarise import grounding, prompts
 from digest.summarise.base import SourceItem, Summariser, Task, backend_class
 from digest.summarise.extractive import ExtractiveSummariser
+from digest.summarise.subject import lead_with_subject
 from digest.text import clean_source, source_hash
 
 OVERVIEW_PAPERS = 4
@@ -78,11 +79,29 @@ def limits(task: Task) -> tuple[int, int, int]:
     return 4, min(2, max(1, len(task.items))), OVERVIEW_MAX_WORDS
 
 
-def check(task: Task, text: str) -> tuple[str, list[str]]:
-    """The tidied text and its problems against the task's source."""
+def check(task: Task, text: str, from_model: bool = True) -> tuple[str, list[str]]:
+    """The tidied text and its problems against the task's source (a TL;DR's source includes its paper's title).
+    A model's TL;DR is made to lead with its subject, may not use filler phrases, and when it fails is cut at
+    its last clause break that leaves a passing sentence ("X does Y, which is a key finding in the field." ->
+    "X does Y."). An extractive one is checked as cut from the source."""
     keep, least, max_words = limits(task)
     tidied = grounding.tidy(text, keep)
-    return tidied, grounding.problems(tidied, task.source, max_words, least)
+    if task.kind != "tldr":
+        return tidied, grounding.problems(tidied, task.source, max_words, least)
+    source = f"{task.title}. {task.source}"
+    if not from_model:
+        return tidied, grounding.problems(tidied, source, max_words, least)
+    tidied = lead_with_subject(tidied, prompts.subject(task))
+
+    def found(candidate: str) -> list[str]:
+        return grounding.problems(candidate, source, max_words, least) + grounding.filler_problems(candidate)
+
+    problems = found(tidied)
+    if problems:
+        cut = next((c for c in grounding.clause_cuts(tidied) if not found(c)), None)
+        if cut:
+            return cut, []
+    return tidied, problems
 
 
 def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
@@ -96,7 +115,7 @@ def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
             pending = attempt(summariser, tasks, pending, method, strict, results, history)
     fallback = ExtractiveSummariser(summariser.settings, summariser.config)
     for i, answer in zip(pending, fallback.summarise([tasks[i] for i in pending])):
-        text, found = check(tasks[i], answer)
+        text, found = check(tasks[i], answer, from_model=False)
         results[i] = Written(text, "extractive", not found, history[i] + ([f"extractive: {'; '.join(found)}"] if found else []))
     return [results[i] for i in range(len(tasks))]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 from digest.text import normalise_whitespace, split_sentences, words
 
@@ -16,6 +17,9 @@ _LABEL = re.compile(r"^\s*(?:\*\*)?(?:tl;?dr|summary|overview|answer|one[- ]sent
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # A number with at most a unit after it (`12.4%`, `3x`, `7B`): checked as a number, not as a name.
 _QUANTITY = re.compile(r"\d[\d.,]*(?:x|×|%|k|K|M|B)?")
+# Where a name may be joined differently in the source: at separators, and between letters and digits.
+_NAME_PARTS = re.compile(r"[\-–/_]+|(?<=[A-Za-z])(?=\d)")
+_CLAUSE_BREAK = re.compile(r"[,;:]\s|\s(?=(?:which|while)\s)")
 _TOKEN_EDGE = re.compile(r"^[^\w]+|[^\w]+$")
 _FINAL = re.compile(r"[.!?][\"')\]]?$")
 _PROMPT_ECHOES = (
@@ -29,6 +33,13 @@ _COMMON = set(
     "results paper papers researchers authors study work method approach model models framework".split()
 )
 REPEAT_NGRAM = 4
+# Phrases that fill a TL;DR without saying anything about the paper.
+FILLER_PHRASES = (
+    "in the field of", "key finding", "key aspect", "novel approach", "a significant step", "paves the way", "paving the way",
+    "has the potential", "plays a crucial role", "crucial role", "valuable insights", "a promising",
+    "improve the performance of", "improving the performance of", "the effectiveness of", "in various",
+    "a wide range of", "in recent years", "has made significant", "significant progress",
+)
 
 
 def tidy(text: str, max_sentences: int) -> str:
@@ -75,6 +86,28 @@ def echo_problems(summary: str) -> list[str]:
     return [f"echoes the prompt ({echoed[0]!r})"] if echoed else []
 
 
+def filler_phrases(summary: str) -> list[str]:
+    """The filler phrases in `summary`."""
+    lowered = summary.lower()
+    return [phrase for phrase in FILLER_PHRASES if phrase in lowered]
+
+
+def filler_problems(summary: str) -> list[str]:
+    found = filler_phrases(summary)
+    return [f"filler ({found[0]!r})"] if found else []
+
+
+def clause_cuts(summary: str, min_words: int = 8) -> list[str]:
+    """Shorter versions of a one-sentence summary, cut at a clause break (a comma, semicolon or colon, or before
+    "which" or "while") and closed with a full stop, longest first; none shorter than `min_words`."""
+    cuts = []
+    for match in reversed(list(_CLAUSE_BREAK.finditer(summary))):
+        head = summary[: match.start()].rstrip(" ,;:")
+        if len(words(head)) >= min_words:
+            cuts.append(head + ".")
+    return cuts
+
+
 def ngrams(text: str) -> Counter[tuple[str, ...]]:
     tokens = [w.lower().strip(".,;:") for w in words(text)]
     return Counter(tuple(tokens[i : i + REPEAT_NGRAM]) for i in range(len(tokens) - REPEAT_NGRAM + 1))
@@ -93,13 +126,12 @@ def unsupported_terms(summary: str, source: str) -> list[str]:
     summary that the source does not contain, in order of appearance."""
     source_numbers = {n.replace(",", "") for n in _NUMBER.findall(source)}
     source_lower = source.lower()
-    source_tokens = {_bare(t).lower() for t in re.split(r"[\s/\-–]+", source)}
     missing: list[str] = []
     for term in candidate_terms(summary):
         if _NUMBER.fullmatch(term):
             ok = term.replace(",", "") in source_numbers
         else:
-            ok = _name_in_source(term, source_lower, source_tokens)
+            ok = name_in_source(term, source_lower)
         if not ok and term not in missing:
             missing.append(term)
     return missing
@@ -127,15 +159,31 @@ def _is_name_like(token: str, first_in_sentence: bool) -> bool:
     return has_digit or inner_capital or capitalised
 
 
-def _name_in_source(term: str, source_lower: str, source_tokens: set[str]) -> bool:
-    lowered = term.lower()
-    singular = re.sub(r"(?<=[a-z0-9])'?s$", "", lowered)
-    if lowered in source_tokens or singular in source_tokens:
-        return True
-    parts = [p for p in re.split(r"[\-/]", singular) if p]
-    if len(parts) > 1 and all(p in source_tokens for p in parts):
-        return True
-    return len(singular) >= 4 and singular in source_lower
+def name_in_source(term: str, source_lower: str) -> bool:
+    """Whether a name appears whole in the (lower-cased) source: its parts in the same order, joined by a hyphen,
+    slash, space or nothing (`Llama-7B`, `Llama 7B`, `Llama7B`), a plural allowed, and not as a piece of a longer
+    name (`GPT-4` is not in `GPT-4o`, `Llama-40b` is not in "Llama-7b and Falcon-40b"). A compound ending in
+    plain lower-case words (`ControlNet-style`, `GPT-4-based`) needs only its name."""
+    parts = [p for p in _NAME_PARTS.split(term) if p]
+    while parts:
+        if any(_name_pattern(tuple(p.lower() for p in form)).search(source_lower) for form in _singular_forms(parts)):
+            return True
+        if len(parts) == 1 or not re.fullmatch(r"[a-z]{3,}", parts[-1]):
+            return False
+        parts = parts[:-1]
+    return False
+
+
+def _singular_forms(parts: list[str]) -> list[list[str]]:
+    """The name as written, and without a plural or possessive ending on its last part."""
+    singular = re.sub(r"(?<=[A-Za-z0-9])'?s$", "", parts[-1])
+    return [parts] if singular in (parts[-1], "") else [parts, parts[:-1] + [singular]]
+
+
+@lru_cache(maxsize=4096)
+def _name_pattern(parts: tuple[str, ...]) -> re.Pattern[str]:
+    body = r"[\s\-–/_]?".join(re.escape(p) for p in parts)
+    return re.compile(rf"(?<![\w]){body}(?:e?s|'s)?(?![\w]|[.,]\d)")
 
 
 def _bare(token: str) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from digest.summarise.base import Task
 from digest.summarise.extractive import best_sentences
+from digest.summarise.subject import method_name
 
 SYSTEM = "You summarise research papers."
 # The answer is started for the model: it keeps small models from echoing the title or writing headings,
-# and makes answers shorter.
+# and makes answers shorter. A TL;DR starts with the method's name when the paper gives one ("AnyControl is"),
+# else with "This paper", which `subject.lead_with_subject` rewrites afterwards.
 TLDR_PREFILL = "This paper"
 OVERVIEW_PREFILL = "These papers"
 # Sentences of the abstract shown to the model: its most informative ones, which keeps prompts short (the
@@ -21,6 +23,11 @@ Messages = list[dict[str, str]]
 
 def excerpt(task: Task) -> str:
     return " ".join(best_sentences(task.source, task.title, EXCERPT_SENTENCES))
+
+
+def subject(task: Task) -> str | None:
+    """The name of the method a TL;DR task's paper proposes, if it gives one."""
+    return method_name(task.title, task.source) if task.kind == "tldr" else None
 
 
 def messages(task: Task, strict: bool) -> Messages:
@@ -38,7 +45,10 @@ def messages(task: Task, strict: bool) -> Messages:
 
 
 def prefill(task: Task) -> str:
-    return TLDR_PREFILL if task.kind == "tldr" else OVERVIEW_PREFILL
+    if task.kind != "tldr":
+        return OVERVIEW_PREFILL
+    name = subject(task)
+    return f"{name} is" if name else TLDR_PREFILL
 
 
 def plain_text(task: Task) -> str:
