@@ -1,7 +1,13 @@
 """Summariser benchmark: TL;DRs for abstracts from the shared corpus with the default model and settings, against a
 naive baseline, on this machine's CPU.
 
-    python bench/summarise.py [--count 200] [--baseline-count 100] [--ablations 0] [--overviews 0]
+    python bench/summarise.py [--end-to-end 136] [--count 200] [--baseline-count 100] [--ablations 0] [--overviews 0]
+
+0. End to end, first, in a process that has not loaded torch yet: what `digest summarise` does for `--end-to-end`
+   new papers (theme assignment with embeddings, then TL;DRs), timed stage by stage: imports, embedding model
+   load, embeddings, the rest of theme assignment, summariser model load, first answers (generation), stricter
+   retries, and checks plus storage. Then generation alone: the same papers' first answers in one call, the model
+   loaded. Prints both rates and their ratio (target >= 0.8).
 
 1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
    again from the warm cache and times that.
@@ -219,6 +225,73 @@ def overview_sources(config, engine, papers: list[Paper], groups: int) -> None:
               f"problems seen: {', '.join(reasons) or 'none'}")
 
 
+class StageClock:
+    """Seconds spent in wrapped functions, by stage (a bench-only way to see inside one real run)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner, name: str, stage) -> None:
+        """Time every call of `owner.name` under `stage` (a name, or a function of the call's arguments)."""
+        original = getattr(owner, name)
+
+        def timed_call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                key = stage(*args, **kwargs) if callable(stage) else stage
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed_call)
+
+
+def end_to_end(rows: list[dict]) -> None:
+    """`digest summarise` for new papers, stage by stage, then generation alone on the same papers."""
+    import tomllib
+
+    from digest import pipeline, themes
+    from digest.demo import DEMO_CONFIG
+
+    clock = StageClock()
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
+        raw = tomllib.loads(DEMO_CONFIG.format(samples="", backend="transformers", similarity="true"))
+        config = parse_config({"database": {"url": f"sqlite:///{workdir}/e2e.db"}, "themes": raw["themes"]},
+                              Path(workdir) / "config.toml")
+        engine = open_database(config.database_url)
+        papers = store_papers(engine, rows)
+        summariser = get_summariser(config)
+        clock.wrap(themes, "embedding_model", "embedding model load")
+        clock.wrap(themes, "embed", "embeddings")
+        clock.wrap(pipeline, "assign_themes", "theme assignment")
+        clock.wrap(summariser, "load", "summariser model load")
+        clock.wrap(summariser, "summarise", lambda tasks, strict=False: "stricter retries" if strict else "first answers")
+        started = time.perf_counter()
+        import torch  # noqa: F401  (what the command imports on its way: counted here, once)
+        import transformers  # noqa: F401
+
+        clock.seconds["imports (torch, transformers)"] = time.perf_counter() - started
+        report = pipeline.summarise(config, engine)
+        total = time.perf_counter() - started
+        seconds = dict(clock.seconds)
+        tasks = [tldr_task(p, config.summariser) for p in papers]
+        _, alone = timed(lambda: summariser.summarise(tasks))
+    seconds["embeddings"] -= seconds.get("embedding model load", 0.0)
+    seconds["theme assignment"] -= seconds["embeddings"] + seconds.get("embedding model load", 0.0)
+    seconds["summariser model load"] = seconds.get("summariser model load", 0.0)
+    seconds["first answers"] -= seconds["summariser model load"]  # the model loads on the first call
+    seconds["checks, storage and the rest"] = total - sum(seconds.values())
+    count = len(rows)
+    print(f"end to end, `digest summarise` for {count} new papers: {total:.1f} s = {count / total:.2f} papers/s; "
+          f"methods {report.methods}")
+    for stage, spent in seconds.items():
+        print(f"  {stage}: {spent:.1f} s ({100 * spent / total:.0f}%)")
+    print(f"generation alone (the same {count} first answers in one call, model loaded): {alone:.1f} s = "
+          f"{count / alone:.2f} papers/s")
+    print(f"end to end / generation alone: {alone / total:.2f}  (target >= 0.8); "
+          f"load average {load_average()}\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200)")
@@ -228,8 +301,12 @@ def main() -> None:
     parser.add_argument("--ablations", type=int, default=0, help="abstracts per ablation variant (default 0: none)")
     parser.add_argument("--overviews", type=int, default=0,
                         help="groups of 4 papers whose overview is written from TL;DRs and from abstracts (default 0)")
+    parser.add_argument("--end-to-end", type=int, default=136,
+                        help="new papers for the end-to-end split, run first (default 136; 0: skip)")
     args = parser.parse_args()
 
+    if args.end_to_end:
+        end_to_end(corpus_rows(args.end_to_end))
     import torch
 
     print(f"load average at start: {load_average()}  (cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()})")
