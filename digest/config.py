@@ -172,6 +172,28 @@ class ScheduleSettings(Section):
     ingest: str = "0 */4 * * *"
     daily: str = "0 7 * * *"
     weekly: str = "0 8 * * mon"
+    # How often the daemon also checks the database for anything due and not done (after a suspend, a failed
+    # job's retry, messages whose retry time came); also APScheduler's misfire_grace_time.
+    check_minutes: float = Field(5.0, gt=0)
+    # The scheduler lease: a standby takes over at most this long after the active daemon stopped renewing.
+    lease_seconds: float = Field(60.0, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    # How long SIGTERM/SIGINT waits for the running job to reach its next safe point.
+    stop_timeout_seconds: float = Field(10.0, ge=0)
+    # A source failing this many fetches in a row is fetched less often: after `source_backoff_hours`, then
+    # twice that after each further failure, at most `source_backoff_max_hours`.
+    source_backoff_after: int = Field(3, ge=1)
+    source_backoff_hours: float = Field(4.0, gt=0)
+    source_backoff_max_hours: float = Field(24.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_the_lease(self) -> ScheduleSettings:
+        if self.heartbeat_seconds * 3 > self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most a third of lease_seconds "
+                f"({self.lease_seconds:g}), so a missed heartbeat does not lose the lease"
+            )
+        return self
 
 
 class Config(Section):

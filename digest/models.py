@@ -276,3 +276,65 @@ class Delivery(Base):
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Scheduler ----------------------------------------------------------------------------------------------
+
+
+class SchedulerLease(Base):
+    """The single row (`name='scheduler'`, made by the first daemon) that says which `digest run` acts on this
+    database. Its holder renews `expires_at` with a heartbeat; once that passes, a standby takes the lease over,
+    so a holder killed without releasing it is replaced within one lease period."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    acquired_at: Mapped[datetime | None]
+    renewed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+
+class DaemonProcess(Base):
+    """One running `digest run` (active or standby) and its last heartbeat; removed when it stops cleanly."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))  # active, standby
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRun(Base):
+    """One run of a scheduler job (ingest, summarise, daily, weekly, send), written when it starts and
+    finished with its outcome (ok, empty, skipped, failed, interrupted; `running` meanwhile), its counts and
+    the error or reason in `detail`. `due_at` is the scheduled time the run is for (None when forced), so the
+    daemon can tell from the database what is done and what is still due."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_due_at", "job", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule, catch-up, once
+    due_at: Mapped[datetime | None]
+    edition_date: Mapped[date | None] = mapped_column(Date)
+    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
+    holder: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16), default="running")
+    detail: Mapped[str | None] = mapped_column(Text)
+    papers_new: Mapped[int] = mapped_column(default=0)
+    papers_updated: Mapped[int] = mapped_column(default=0)
+    summaries_made: Mapped[int] = mapped_column(default=0)
+    summaries_cached: Mapped[int] = mapped_column(default=0)
+    summaries_fallback: Mapped[int] = mapped_column(default=0)
+    messages_sent: Mapped[int] = mapped_column(default=0)
+    messages_failed: Mapped[int] = mapped_column(default=0)
+    messages_deferred: Mapped[int] = mapped_column(default=0)

@@ -175,6 +175,13 @@ def edition_composer(config: Config, engine: Engine, edition_id: int) -> Compose
     return Composer(config, renderer, renderer.public_links.web_url)
 
 
+def skip_unsent(engine: Engine, edition_id: int, reason: str) -> int:
+    """Mark the edition's messages not yet sent or claimed as skipped, with the reason (a newer edition
+    superseded it); returns how many."""
+    with session_scope(engine) as session:
+        return store_outbox.skip_unsent(session, edition_id, reason)
+
+
 def delivery_listing(engine: Engine, edition_id: int | None = None) -> list[dict]:
     """`digest deliveries`: what was sent to whom, oldest first."""
     with session_scope(engine) as session:

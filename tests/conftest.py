@@ -72,6 +72,12 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> str:
+    """One converted-model cache for the whole test session (empty at first, as on a fresh machine)."""
+    return str(tmp_path_factory.mktemp("model-cache"))
+
+
 @pytest.fixture
 def secret(monkeypatch: pytest.MonkeyPatch) -> str:
     """The signing secret for subscription links, set in the environment as `digest serve` expects."""

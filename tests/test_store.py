@@ -2,6 +2,7 @@
 `digest db copy` moves an installation between SQLite and PostgreSQL."""
 
 import shutil
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from digest.demo import demo_database_url
 from digest.errors import StoreError
 from digest.models import Base, Embedding, SummaryClaim
 from digest.store import current_revision, get_engine, head_revision, hide_password, open_database, session_scope, upgrade
-from digest.store import subscribers
+from digest.store import runs, subscribers
 
 
 def schema_drift(engine):
@@ -97,6 +98,12 @@ def demo_database(tmp_path_factory) -> Path:
         session.add_all(Embedding(paper_id=paper_id, model="test-model", text_hash="0" * 64, dim=4,
                                   vector=bytes(range(paper_id, paper_id + 16))) for paper_id in (1, 2, 3))
         session.add(SummaryClaim(paper_id=4, worker="host:1:cafe"))  # as a summarise run leaves while it works
+    with session_scope(engine) as session:  # and what a running daemon records: its lease, heartbeat and a run
+        now = datetime.now(timezone.utc)
+        runs.acquire_lease(session, "demo-host:1:abc", "demo-host", 1, now, now + timedelta(minutes=1))
+        runs.heartbeat(session, "demo-host:1:abc", "demo-host", 1, "active", now)
+        run = runs.start_run(session, "daily", "schedule", "demo-host:1:abc", now, now, now.date(), edition_id=1)
+        runs.finish_run(session, run.id, "ok", now, counts={"messages_sent": 2})
     engine.dispose()  # closing the last connection folds the WAL into the file
     return folder / "demo.db"
 
