@@ -20,11 +20,16 @@ TaskKind = Literal["tldr", "overview"]
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One paper a theme overview draws on: its id, title and text (its TL;DR or abstract)."""
+    """One paper a theme overview draws on: its id, title and text (its TL;DR or abstract), the theme's keywords
+    it matched, and its popularity signals where its source gives them."""
 
     paper_id: int
     title: str
     text: str
+    keywords: tuple[str, ...] = ()
+    upvotes: int | None = None
+    comments: int | None = None
+    stars: int | None = None
 
 
 @dataclass(frozen=True)
