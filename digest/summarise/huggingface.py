@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.errors import SummariserError
+from digest.resources import cpu_supports_bf16
 from digest.resources import require_ml_extra
 from digest.summarise import prompts
 from digest.summarise.base import Summariser, Task
@@ -82,15 +83,6 @@ def resolve_source(model: str, gguf_file: str | None, base_dir: Path) -> ModelSo
     if model.startswith((".", "/", "~")) or path.suffix == ".gguf":
         raise SummariserError(f"model path {path} does not exist")
     return ModelSource(model, gguf_file, model)
-
-
-def cpu_supports_bf16() -> bool:
-    """bfloat16 pays off on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 def resolve_dtype(name: str, device: str):
