@@ -264,6 +264,23 @@ def test_bad_model_settings_raise_a_clear_summariser_error(write_config, engine,
     assert result.exit_code == 1 and "Error:" in result.output
 
 
+@pytest.mark.no_database
+def test_device_auto_and_the_batch_size_follow_the_machine(write_config):
+    import torch
+
+    from digest.summarise.base import backend_class
+
+    def summariser(settings: str):
+        config = load_config(write_config(f"[summariser]\n{settings}\n"))
+        return backend_class("transformers")(config.summariser, config)
+
+    gpu = torch.cuda.is_available()
+    auto = summariser('device = "auto"')
+    assert auto.device.type in (("cuda",) if gpu else ("cpu", "mps"))
+    assert auto.batch_size == (256 if gpu else 16) and auto.tasks_per_commit == 4 * auto.batch_size
+    assert summariser('device = "cpu"\nbatch_size = 8').batch_size == 8
+
+
 # --- The bundled model -------------------------------------------------------------------------------------
 
 

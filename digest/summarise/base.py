@@ -39,6 +39,9 @@ class Task:
     items: tuple[SourceItem, ...] = ()
 
 
+DEFAULT_BATCH_SIZE = 16
+
+
 class Summariser(ABC):
     """A backend. Subclasses implement `summarise` and are declared in the `digest.summarisers` entry-point
     group; `strict` asks for the cautious prompt used when a first answer failed the grounding check."""
@@ -52,10 +55,15 @@ class Summariser(ABC):
         """One text per task, in order. Raise SummariserError when the backend cannot answer at all."""
 
     @property
+    def batch_size(self) -> int:
+        """Texts generated together: `[summariser] batch_size`, else this backend's default."""
+        return self.settings.batch_size or DEFAULT_BATCH_SIZE
+
+    @property
     def tasks_per_commit(self) -> int:
         """How many papers are summarised between commits: a few batches, so a run keeps the model busy and an
         interrupted run loses little."""
-        return self.settings.batch_size * 4
+        return self.batch_size * 4
 
 
 SUMMARISERS: Registry[Summariser] = Registry("digest.summarisers")
