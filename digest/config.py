@@ -111,7 +111,7 @@ class SummariserSettings(Section):
     gguf_file: str | None = None
     device: str = "cpu"
     dtype: str = "auto"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # None: the backend's default for its device
     max_tldr_words: int = Field(30, ge=5)
     max_new_tokens: int = Field(60, ge=8)
     cache_dir: Path | None = None

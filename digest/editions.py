@@ -241,6 +241,7 @@ def paper_entry(item: RankedPaper, tldr: Summary | None) -> dict:
         "github_stars": paper.github_stars,
         "hf_url": HF_PAPER_URL.format(arxiv_id=paper.arxiv_id) if has_hf_page else None,
         "upvotes": paper.upvotes,
+        "comments": paper.num_comments,
         "tldr": tldr.text if tldr else "",
     }
 
@@ -307,10 +308,14 @@ def select(config: Config, session: Session, window: Window) -> Selection:
         reason = empty_reason(period, seen, papers, store.fetches_between(session, window.start, window.end))
         return Selection({}, {}, {}, {}, reason, stored)
     tldrs = tldrs_for(session, [item.paper.id for items in chosen.values() for item in items], config)
-    tasks = {
-        name: overview_task(name, overview_items([item.paper for item in items], tldrs)) for name, items in chosen.items()
-    }
+    tasks = {name: overview_task(name, theme_items(items, tldrs)) for name, items in chosen.items()}
     return Selection(chosen, tldrs, tasks, current_overviews(session, config, tasks), None, stored)
+
+
+def theme_items(items: list[RankedPaper], tldrs: dict[int, Summary]) -> list:
+    """What a theme's overview draws on: its chosen papers with their TL;DRs and the keywords they matched."""
+    keywords = {item.paper.id: list(item.assignment.matched_keywords or []) for item in items}
+    return overview_items([item.paper for item in items], tldrs, keywords)
 
 
 def write_overviews(config: Config, tasks: dict[str, Task]) -> dict[str, Summary]:

@@ -1,5 +1,5 @@
 """The files digest ships beside its code (templates, Alembic migrations, the reference config.toml) and the
-optional `ml` extra: where they are and whether it is installed.
+optional `ml` extra: where they are, whether it is installed, and what this machine's CPU gives it.
 
 A wheel carries the repository's top-level `templates/`, `migrations/` and `config.toml` inside the package as
 `digest/data/` (see pyproject.toml); a checkout or an editable install reads them from the repository itself.
@@ -8,6 +8,7 @@ A wheel carries the repository's top-level `templates/`, `migrations/` and `conf
 from __future__ import annotations
 
 import importlib.util
+import re
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -52,3 +53,13 @@ def require_ml_extra(purpose: str, modules: tuple[str, ...], error: type[DigestE
     missing = missing_packages(modules)
     if missing:
         raise error(f"{purpose} needs the ml extra ({', '.join(missing)} not installed): {ML_EXTRA_HINT}")
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """bfloat16 pays off on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))

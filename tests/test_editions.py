@@ -25,7 +25,7 @@ from digest.editions import edition_period
 from digest.render import EmailLinks, edition_outputs
 from digest.store import open_database, session_scope
 from digest.store.subscribers import find_subscriber
-from digest.summarise import Summariser, Task, summarise_papers
+from digest.summarise import Summariser, Task, grounding, summarise_papers
 from digest.summarise.extractive import ExtractiveSummariser
 from digest.web import CSRF_COOKIE, create_app
 from conftest import BASE_CONFIG, CORPUS, FIXTURES
@@ -405,6 +405,7 @@ def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config
     config = load_config(write_config(THEMES.replace('"extractive"', '"held-for-test"') + source))
     engine = open_database(config.database_url)
     add_paper(engine, 0, Language_models=0.9)
+    add_paper(engine, 1, Language_models=0.8)  # a theme of one paper gets no overview
     HeldSummariser.generating.clear()
     HeldSummariser.release.clear()
     built: list[Edition] = []
@@ -426,3 +427,34 @@ def test_sign_ups_and_ingest_go_through_while_overviews_are_written(write_config
     with session_scope(engine) as session:
         assert find_subscriber(session, "ada@example.org").status == "pending"
     assert built[0].status == "ready" and built[0].content["themes"][0]["overview"]["text"]
+
+
+class CopyingSummariser(Summariser):
+    """Writes extractive TL;DRs and overviews that glue their papers' TL;DRs together, as a small model often
+    does. Installed as the backend `copying-for-test`."""
+
+    def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
+        return [
+            " ".join(item.text for item in task.items[:3]) if task.kind == "overview"
+            else ExtractiveSummariser(self.settings, self.config).summarise([task])[0]
+            for task in tasks
+        ]
+
+
+@pytest.mark.parametrize("backend", ["extractive", "copying-for-test"])
+def test_no_overview_repeats_a_tldr_shown_in_its_edition(write_config, install_plugin, backend):
+    install_plugin(f"[digest.summarisers]\ncopying-for-test = {__name__}:CopyingSummariser\n")
+    config = load_config(write_config(THEMES.replace('"extractive"', f'"{backend}"')))
+    engine = open_database(config.database_url)
+    for number in range(8):
+        add_paper(engine, number, Image_and_video_generation=0.9 - number / 10, Language_models=0.5)
+    summarise_all(config, engine)
+
+    edition = build(config, engine, "daily", MONDAY)
+
+    shown = [paper["tldr"] for theme in edition.content["themes"] for paper in theme["papers"]]
+    overviews = [theme["overview"] for theme in edition.content["themes"]]
+    assert all(overview and overview["method"] == "structured" for overview in overviews)
+    for overview in overviews:
+        assert grounding.repeated_sentences(overview["text"], shown) == []
+        assert overview["text"].startswith("3 papers")

@@ -46,8 +46,10 @@ def test_edition_reads_well_at_every_width(browser, pages, kind, width, scheme):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     headings = page.locator("h2")
     titles = page.locator("a.ptitle, span.ptitle" if kind == "email" else "article.paper h3")
-    assert headings.count() == 4 and titles.count() == 16
-    for element in headings.all() + titles.all():
+    lead = page.locator("div.lead a" if kind == "email" else "section.lead a")
+    assert headings.count() == 5 and headings.first.inner_text() == "Trending"  # the lead, then 4 themes
+    assert titles.count() == 16 and lead.count() == 5
+    for element in headings.all() + titles.all() + lead.all():
         assert element.is_visible()
         box = element.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, element.inner_text()

@@ -298,3 +298,51 @@ def json_feed_problems(feed: dict) -> list[str]:
                 except ValueError:
                     problems.append(f"item {number}: {key} is not RFC 3339")
     return problems
+
+
+def lead_edition(corpus_edition, upvotes: dict[int, int], period: str = "daily"):
+    """A 3-theme, 12-paper edition whose papers have the given upvotes (by paper id) and no other signals."""
+    edition = corpus_edition(themes=3, per_theme=4)
+    for theme in edition.content["themes"]:
+        for paper in theme["papers"]:
+            paper["upvotes"], paper["github_stars"] = upvotes.get(paper["paper_id"]), None
+    edition.period = edition.content["period"] = period
+    return edition
+
+
+def test_an_edition_leads_with_its_trending_papers_in_every_format(config, corpus_edition):
+    edition = lead_edition(corpus_edition, {11: 159, 2: 40, 7: 12, 5: 3})
+    titles = {p["paper_id"]: p["title"] for t in edition.content["themes"] for p in t["papers"]}
+    renderer = EditionRenderer(config, edition)
+
+    email = renderer.email(None, LINKS)
+    markdown = renderer.markdown()
+
+    assert [p.id for p in renderer.view.lead] == [11, 2, 7, 5]  # 12 papers: a lead of 4, most upvoted first
+    lead_html = email.html.split("Trending", 1)[1].split(titles[1][:30], 1)[0]
+    assert [lead_html.index(f'href="#paper-{i}"') for i in (11, 2, 7)] == sorted(lead_html.index(f'href="#paper-{i}"') for i in (11, 2, 7))
+    assert all(f'id="paper-{i}"' in email.html for i in titles)
+    assert "159 upvotes" in lead_html
+    text_lead = email.text.split("== Trending ==", 1)[1].split("== Language models ==", 1)[0]
+    assert text_lead.index(titles[11][:25]) < text_lead.index(titles[2][:25]) < text_lead.index(titles[7][:25])
+    assert "In full below, under Agents" in text_lead and "159 upvotes" in text_lead
+    md_lead = markdown.split("## Trending", 1)[1].split("## Language models", 1)[0]
+    assert md_lead.count("\n1. ") + md_lead.count("\n4. ") == 2 and "(#agents)" in md_lead
+
+
+def test_a_personalised_email_leads_with_trending_papers_of_the_readers_themes(config, corpus_edition):
+    edition = lead_edition(corpus_edition, {11: 159, 2: 40, 7: 12, 5: 3, 6: 1})
+    renderer = EditionRenderer(config, edition)
+    two_themes = renderer.email(["Language models", "Image and video generation"], LINKS)
+    view = renderer.view.only_themes(frozenset({"Language models", "Image and video generation"}))
+    assert [p.id for p in view.lead] == [2, 7, 5]  # paper 11 is in Agents
+    assert 'href="#paper-11"' not in two_themes.html and 'href="#paper-2"' in two_themes.html
+
+
+def test_without_signals_the_lead_is_the_top_ranked_and_a_weekly_lead_is_the_most_upvoted(config, corpus_edition):
+    plain = EditionRenderer(config, lead_edition(corpus_edition, {}))
+    assert plain.view.lead_title == "Top papers" and [p.id for p in plain.view.lead] == [1, 2, 3, 4]
+    weekly = EditionRenderer(config, lead_edition(corpus_edition, {9: 80}, period="weekly"))
+    assert weekly.view.lead_title == "This week's most upvoted" and weekly.view.lead[0].id == 9
+    small = EditionRenderer(config, corpus_edition(themes=1, per_theme=5))
+    assert small.view.lead == () and "Trending" not in small.email(None, LINKS).html

@@ -35,6 +35,8 @@ from digest.summarise import (
     write_overview,
 )
 from digest.summarise.extractive import best_sentences, trim
+from digest.summarise.base import SourceItem
+from digest.summarise.structured import structured_overview
 from digest.summarise.subject import lead_with_subject, method_name
 from digest.text import clean_source
 
@@ -85,7 +87,7 @@ def test_extractive_tldr_is_one_trimmed_sentence_of_the_abstract(extractive, eng
         summary = by_paper[paper.id]
         assert summary.text and len(summary.text.split()) <= 30
         assert summary.text.rstrip(".")[:40] in clean_source(paper.abstract)
-        assert (summary.model, summary.backend, summary.prompt_version) == ("extractive", "extractive", "extractive-1")
+        assert (summary.model, summary.backend, summary.prompt_version) == ("extractive", "extractive", store_summaries.EXTRACTIVE_VERSION)
         assert summary.method == "extractive" and summary.grounded and len(summary.source_hash) == 64
 
 
@@ -210,15 +212,16 @@ def image_overview_task(config, engine, papers: list[Paper]):
     return overview_task("Image generation", overview_items(papers, tldrs))
 
 
-def test_theme_overview_condenses_top_papers_cites_them_and_is_found_again(extractive, engine):
+def test_theme_overview_is_structured_from_its_papers_cites_them_and_is_found_again(extractive, engine):
     papers = add_papers(engine, corpus(6))
     pipeline.assign_and_summarise(extractive, engine)
     task = image_overview_task(extractive, engine, papers)
 
     overview = write_overview(extractive, "Image generation", task)
 
-    assert overview.cited_paper_ids == [p.id for p in papers[:4]]
-    assert 2 <= len(grounding.split_sentences(overview.text)) <= 4
+    assert overview.cited_paper_ids == [p.id for p in papers] and overview.method == "structured"
+    assert overview.text.startswith("6 papers") and "New methods: AnyControl, ControlAR" in overview.text
+    assert not grounding.repeated_sentences(overview.text, [item.text for item in task.items])
     assert overview.kind == "overview" and overview.subject == "theme:Image generation"
     with session_scope(engine) as session:
         assert current_overviews(session, extractive, {"Image generation": task}) == {}
@@ -255,6 +258,23 @@ def test_bad_model_settings_raise_a_clear_summariser_error(write_config, engine,
         summarise_papers(config, engine, papers)
     result = CliRunner().invoke(app, ["summarise"])
     assert result.exit_code == 1 and "Error:" in result.output
+
+
+@pytest.mark.no_database
+def test_device_auto_and_the_batch_size_follow_the_machine(write_config):
+    import torch
+
+    from digest.summarise.base import backend_class
+
+    def summariser(settings: str):
+        config = load_config(write_config(f"[summariser]\n{settings}\n"))
+        return backend_class("transformers")(config.summariser, config)
+
+    gpu = torch.cuda.is_available()
+    auto = summariser('device = "auto"')
+    assert auto.device.type in (("cuda",) if gpu else ("cpu", "mps"))
+    assert auto.batch_size == (256 if gpu else 16) and auto.tasks_per_commit == 4 * auto.batch_size
+    assert summariser('device = "cpu"\nbatch_size = 8').batch_size == 8
 
 
 # --- The bundled model -------------------------------------------------------------------------------------
@@ -428,4 +448,22 @@ def test_themes_tldrs_and_overviews_are_stored_and_reused(write_config):
         assert len(store_summaries.tldrs_for(session, [p.id for p in papers], config)) == 6
         assert store_themes.theme_candidates(session, "Image generation")
     overview = write_overview(config, "Image generation", image_overview_task(config, engine, papers))
-    assert overview.cited_paper_ids == [p.id for p in papers[:4]]
+    assert overview.cited_paper_ids == [p.id for p in papers] and overview.method == "structured"
+
+
+def test_structured_overview_counts_shared_terms_names_methods_and_the_standout_paper():
+    items = (
+        SourceItem(1, "AnyControl: Multi-control synthesis", "AnyControl is a framework that conditions Stable Diffusion.",
+                   keywords=("diffusion", "ControlNet"), upvotes=12),
+        SourceItem(2, "ControlAR: Autoregressive control", "ControlAR adds spatial controls to autoregressive models.",
+                   keywords=("ControlNet",), upvotes=159, comments=4),
+        SourceItem(3, "Fast samplers for video", "A sampler for Stable Diffusion video models.", keywords=("diffusion",)),
+    )
+    text = structured_overview(overview_task("Image generation", list(items)))
+    assert text == (
+        "3 papers: 2 on diffusion and 2 on ControlNet; Stable Diffusion appears in 2. "
+        "New methods: AnyControl and ControlAR. Most upvoted: ControlAR (159 upvotes)."
+    )
+    assert not grounding.repeated_sentences(text, [item.text for item in items])
+    assert grounding.repeated_sentences("In short, ControlAR adds spatial controls to autoregressive models.",
+                                        [item.text for item in items])

@@ -6,6 +6,7 @@ email, text, Markdown and archive templates stay simple and agree with each othe
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -15,6 +16,10 @@ from digest.editions import date_range_label, edition_file_name
 from digest.models import Edition
 
 MAX_AUTHORS_SHOWN = 3
+# The lead: 3 to 5 papers across themes, shown when the edition has at least LEAD_MIN_PAPERS (fewer would only
+# repeat the papers listed right below it).
+LEAD_SIZES = (3, 5)
+LEAD_MIN_PAPERS = 6
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,29 @@ class PaperView:
     links: tuple[Link, ...]
     reason: str
     score: float
+    theme: str = ""
+    upvotes: int = 0
+    comments: int = 0
+    stars: int = 0
+
+    @property
+    def anchor(self) -> str:
+        return f"paper-{self.id}"
+
+    @property
+    def theme_anchor(self) -> str:
+        return anchor_for(self.theme)
+
+    @property
+    def popularity(self) -> float:
+        """Upvotes, comments and GitHub stars, log-scaled (upvotes count most); 0 when the source gives none."""
+        return math.log10(1 + self.upvotes) + 0.5 * math.log10(1 + self.comments) + 0.5 * math.log10(1 + self.stars)
+
+    @property
+    def signals(self) -> str:
+        """"159 upvotes, 12 comments" (empty when there are none)."""
+        counts = ((self.upvotes, "upvote"), (self.comments, "comment"), (self.stars, "GitHub star"))
+        return ", ".join(f"{n} {label}{'' if n == 1 else 's'}" for n, label in counts if n)
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,23 @@ class EditionView:
     @property
     def paper_count(self) -> int:
         return sum(len(theme.papers) for theme in self.themes)
+
+    @property
+    def lead(self) -> tuple[PaperView, ...]:
+        """The papers the edition opens with: the most upvoted, discussed and starred across its themes (by rank
+        where no source gives those signals), 3 to 5 of them, each still listed in full under its theme."""
+        papers = [paper for theme in self.themes for paper in theme.papers]
+        if len(papers) < LEAD_MIN_PAPERS:
+            return ()
+        size = min(LEAD_SIZES[1], max(LEAD_SIZES[0], len(papers) // 3))
+        return tuple(sorted(papers, key=lambda p: (-p.popularity, -p.score, p.id))[:size])
+
+    @property
+    def lead_title(self) -> str:
+        """What the lead is: trending papers when a source gave signals, else the top-ranked ones."""
+        if not any(paper.popularity for paper in self.lead):
+            return "Top papers"
+        return "This week's most upvoted" if self.period == "weekly" else "Trending"
 
     def only_themes(self, names: frozenset[str]) -> EditionView:
         kept = tuple(theme for theme in self.themes if theme.name in names)
@@ -111,7 +156,7 @@ def edition_page_name(edition: Edition) -> str:
 
 
 def theme_view(theme: dict) -> ThemeView:
-    papers = tuple(paper_view(paper) for paper in theme["papers"])
+    papers = tuple(paper_view(paper, theme["name"]) for paper in theme["papers"])
     return ThemeView(
         name=theme["name"],
         anchor=anchor_for(theme["name"]),
@@ -128,7 +173,7 @@ def overview_view(overview: dict | None, papers: tuple[PaperView, ...]) -> Overv
     return OverviewView(text=overview["text"], cited=cited)
 
 
-def paper_view(paper: dict) -> PaperView:
+def paper_view(paper: dict, theme: str = "") -> PaperView:
     return PaperView(
         id=paper["paper_id"],
         title=paper.get("title") or "Untitled",
@@ -138,6 +183,10 @@ def paper_view(paper: dict) -> PaperView:
         links=paper_links(paper),
         reason=paper.get("reason") or "",
         score=paper.get("score", 0.0),
+        theme=theme,
+        upvotes=paper.get("upvotes") or 0,
+        comments=paper.get("comments") or 0,
+        stars=paper.get("github_stars") or 0,
     )
 
 

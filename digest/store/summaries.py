@@ -24,8 +24,8 @@ from digest.models import Paper, Summary, SummaryClaim, utcnow
 
 # Bump the version of a prompt in `digest.summarise.prompts` when changing it.
 TLDR_VERSION = "tldr-3"
-OVERVIEW_VERSION = "overview-1"
-EXTRACTIVE_VERSION = "extractive-1"
+OVERVIEW_VERSION = "overview-2"
+EXTRACTIVE_VERSION = "extractive-2"
 
 
 def summary_identity(settings: SummariserSettings, kind: str) -> tuple[str, str, str]:

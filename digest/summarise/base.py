@@ -20,11 +20,16 @@ TaskKind = Literal["tldr", "overview"]
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One paper a theme overview draws on: its id, title and text (its TL;DR or abstract)."""
+    """One paper a theme overview draws on: its id, title and text (its TL;DR or abstract), the theme's keywords
+    it matched, and its popularity signals where its source gives them."""
 
     paper_id: int
     title: str
     text: str
+    keywords: tuple[str, ...] = ()
+    upvotes: int | None = None
+    comments: int | None = None
+    stars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class Task:
     source: str
     max_words: int
     items: tuple[SourceItem, ...] = ()
+
+
+DEFAULT_BATCH_SIZE = 16
 
 
 class Summariser(ABC):
@@ -52,10 +60,15 @@ class Summariser(ABC):
         """One text per task, in order. Raise SummariserError when the backend cannot answer at all."""
 
     @property
+    def batch_size(self) -> int:
+        """Texts generated together: `[summariser] batch_size`, else this backend's default."""
+        return self.settings.batch_size or DEFAULT_BATCH_SIZE
+
+    @property
     def tasks_per_commit(self) -> int:
         """How many papers are summarised between commits: a few batches, so a run keeps the model busy and an
         interrupted run loses little."""
-        return self.settings.batch_size * 4
+        return self.batch_size * 4
 
 
 SUMMARISERS: Registry[Summariser] = Registry("digest.summarisers")

@@ -9,6 +9,8 @@ theme overviews are returned unsaved, for the editions stage to store with its e
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +89,9 @@ def check(task: Task, text: str, from_model: bool = True) -> tuple[str, list[str
     keep, least, max_words = limits(task)
     tidied = grounding.tidy(text, keep)
     if task.kind != "tldr":
-        return tidied, grounding.problems(tidied, task.source, max_words, least)
+        repeated = grounding.repeated_sentences(tidied, [item.text for item in task.items])
+        found = [f"repeats a TL;DR ({repeated[0]!r})"] if repeated else []
+        return tidied, grounding.problems(tidied, task.source, max_words, least) + found
     source = f"{task.title}. {task.source}"
     if not from_model:
         return tidied, grounding.problems(tidied, source, max_words, least)
@@ -105,8 +109,10 @@ def check(task: Task, text: str, from_model: bool = True) -> tuple[str, list[str
 
 
 def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
-    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else extractive.
-    Each result's `problems` say why earlier attempts were turned down."""
+    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else the
+    extractive backend's (a TL;DR cut from the abstract, checked; a structured overview built from the papers'
+    terms and signals, which invents nothing). Each result's `problems` say why earlier attempts were turned
+    down."""
     results: dict[int, Written] = {}
     history: list[list[str]] = [[] for _ in tasks]
     pending = list(range(len(tasks)))
@@ -115,6 +121,9 @@ def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
             pending = attempt(summariser, tasks, pending, method, strict, results, history)
     fallback = ExtractiveSummariser(summariser.settings, summariser.config)
     for i, answer in zip(pending, fallback.summarise([tasks[i] for i in pending])):
+        if tasks[i].kind != "tldr":
+            results[i] = Written(answer, "structured", True, history[i])
+            continue
         text, found = check(tasks[i], answer, from_model=False)
         results[i] = Written(text, "extractive", not found, history[i] + ([f"extractive: {'; '.join(found)}"] if found else []))
     return [results[i] for i in range(len(tasks))]
@@ -148,7 +157,9 @@ def tldr_task(paper: Paper, settings: SummariserSettings) -> Task:
 
 
 def task_hash(task: Task) -> str:
-    return source_hash(task.kind, task.title, task.source)
+    """Changes with the text a summary is made from, and for an overview with its papers' keywords and signals."""
+    extra = [repr((i.keywords, i.upvotes, i.comments, i.stars)) for i in task.items]
+    return source_hash(task.kind, task.title, task.source, *extra)
 
 
 def summarise_papers(
@@ -159,9 +170,10 @@ def summarise_papers(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SummariseReport:
     """Write the TL;DR of every paper that lacks a current one (all of them with `force`), batch by batch: claim
-    a batch (so other workers sharing the database leave it alone), write it outside any transaction, then store
-    it and give up the claims in one short transaction. Papers another worker holds are left to it.
-    `on_progress(done, total)` counts the TL;DRs this run writes: once before the first batch and after each."""
+    a batch (so other workers sharing the database leave it alone), generate it on this thread, and let a
+    `Finisher` thread check the answers, fall back where needed and store the batch with its claims given up
+    in one short transaction, while the model goes on with the next batch. Papers another worker holds are left
+    to it. `on_progress(done, total)` counts the TL;DRs this run writes: once at the start and after each batch."""
     report = SummariseReport(papers=len(papers))
     identity = summary_identity(config.summariser, "tldr")
     tasks = {p.id: tldr_task(p, config.summariser) for p in papers}
@@ -173,29 +185,171 @@ def summarise_papers(
         return report
     summariser = get_summariser(config)
     worker = worker_name()
+    to_write, reused_before = len(todo), report.reused
+
+    def stored() -> None:  # the total shrinks by what other workers take or finished meanwhile
+        if on_progress:
+            on_progress(report.written, to_write - report.elsewhere - (report.reused - reused_before))
+
     try:
-        while todo:
-            batch, todo, held = claim_next(engine, todo, worker, summariser.tasks_per_commit,
-                                           config.summariser.claim_lease_seconds)
-            report.elsewhere += held
-            if not force:  # another worker may have finished some since `todo` was read
-                missing = missing_tldrs(engine, batch, tasks, identity)
-                report.reused += len(batch) - len(missing)
-                batch = missing
-            written = write(summariser, [tasks[p.id] for p in batch]) if batch else []
-            with session_scope(engine) as session:
-                still_mine = store.finish_claims(session, [p.id for p in batch], worker)
-                for paper, result in zip(batch, written):
-                    if paper.id in still_mine:
-                        store.save_summary(session, new_summary("tldr", store.paper_subject(paper.id), paper.id,
-                                                                result, identity, task_hash(tasks[paper.id]), []))
-                        report.count(result.method)
-            if on_progress:
-                on_progress(report.written, report.written + len(todo))
+        with Finisher(engine, summariser, tasks, identity, worker, report, stored) as finisher:
+            while todo or finisher.open_batches():
+                retries = finisher.take_retries()
+                if retries:  # answers that failed the check, asked again with the stricter prompt
+                    answers = summariser.summarise([tasks[paper.id] for _, paper in retries], strict=True)
+                    finisher.submit(retries, answers, "model-strict")
+                elif todo:
+                    batch, todo, held = claim_next(engine, todo, worker, summariser.tasks_per_commit,
+                                                   config.summariser.claim_lease_seconds)
+                    report.elsewhere += held
+                    write_now = batch if force else missing_tldrs(engine, batch, tasks, identity)
+                    report.reused += len(batch) - len(write_now)  # another worker finished them meanwhile
+                    claimed = Batch([paper.id for paper in batch], write_now)
+                    answers = summariser.summarise([tasks[paper.id] for paper in write_now]) if write_now else []
+                    finisher.submit([(claimed, paper) for paper in write_now], answers, first_method(summariser),
+                                    opened=claimed)
+                else:
+                    finisher.wait()
     finally:
         with session_scope(engine) as session:
             store.release_claims(session, worker)
     return report
+
+
+def first_method(summariser: Summariser) -> str:
+    return "extractive" if isinstance(summariser, ExtractiveSummariser) else "model"
+
+
+@dataclass
+class Batch:
+    """Papers claimed together and stored together: `claimed` ids (all given up when it is stored), the papers
+    being written, and their results and rejected attempts so far."""
+
+    claimed: list[int]
+    papers: list[Paper]
+    results: dict[int, Written] = field(default_factory=dict)
+    history: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) == len(self.papers)
+
+
+class Finisher:
+    """Checks answers and stores finished batches on a thread of its own, so that checking and committing never
+    hold up the model (on a GPU, generation would otherwise wait for both after every batch). Answers that fail
+    the check come back through `take_retries` for the stricter prompt; a stricter answer that fails too is
+    replaced by the extractive one. On leaving, the answers already handed over are still checked and every
+    batch that is complete is stored; an error on this thread is raised on the caller's."""
+
+    def __init__(self, engine: Engine, summariser: Summariser, tasks: dict[int, Task], identity: tuple[str, str, str],
+                 worker: str, report: SummariseReport, on_stored: Callable[[], None]) -> None:
+        self.engine, self.tasks, self.identity, self.worker = engine, tasks, identity, worker
+        self.report, self.on_stored = report, on_stored
+        self.fallback = ExtractiveSummariser(summariser.settings, summariser.config)
+        self.jobs: queue.Queue = queue.Queue()
+        self.changed = threading.Condition()
+        self.retries: list[tuple[Batch, Paper]] = []
+        self.open = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, name="digest-summary-checks", daemon=True)
+
+    def __enter__(self) -> Finisher:
+        self.thread.start()
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+        if error_type is None:
+            self.raise_error()
+
+    def submit(self, items: list[tuple[Batch, Paper]], answers: list[str], method: str, opened: Batch | None = None):
+        """Hand over answers to check (`opened`: a new batch they belong to)."""
+        self.raise_error()
+        if opened is not None:
+            with self.changed:
+                self.open += 1
+        self.jobs.put((items, answers, method, opened))
+
+    def take_retries(self) -> list[tuple[Batch, Paper]]:
+        self.raise_error()
+        with self.changed:
+            retries, self.retries = self.retries, []
+        return retries
+
+    def open_batches(self) -> int:
+        with self.changed:
+            return self.open
+
+    def wait(self) -> None:
+        """Until there is a retry to generate or a batch was stored."""
+        with self.changed:
+            open_now = self.open
+            while not self.retries and self.open == open_now > 0 and self.error is None:
+                self.changed.wait()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> None:
+        try:
+            while (job := self.jobs.get()) is not None:
+                self.check(*job)
+        except BaseException as exc:  # handed to the caller's thread
+            with self.changed:
+                self.error = exc
+                self.changed.notify_all()
+
+    def check(self, items: list[tuple[Batch, Paper]], answers: list[str], method: str, opened: Batch | None) -> None:
+        retry, fall_back = [], []
+        for (batch, paper), answer in zip(items, answers):
+            text, found = check(self.tasks[paper.id], answer)
+            history = batch.history.setdefault(paper.id, [])
+            if method == "extractive":
+                batch.results[paper.id] = Written(text, method, not found,
+                                                  [f"extractive: {'; '.join(found)}"] if found else [])
+            elif not found:
+                batch.results[paper.id] = Written(text, method, True, history)
+            else:
+                history.append(f"{method}: {'; '.join(found)}")
+                (retry if method == "model" else fall_back).append((batch, paper))
+        self.extractive(fall_back)
+        with self.changed:
+            self.retries.extend(retry)
+            self.changed.notify_all()
+        batches = {id(batch): batch for batch, _ in items}
+        if opened is not None:
+            batches[id(opened)] = opened
+        for batch in batches.values():
+            if batch.done:
+                self.store(batch)
+
+    def extractive(self, items: list[tuple[Batch, Paper]]) -> None:
+        """The extractive summary for papers whose stricter answer failed too."""
+        answers = self.fallback.summarise([self.tasks[paper.id] for _, paper in items]) if items else []
+        for (batch, paper), answer in zip(items, answers):
+            text, found = check(self.tasks[paper.id], answer)
+            problems = batch.history[paper.id] + ([f"extractive: {'; '.join(found)}"] if found else [])
+            batch.results[paper.id] = Written(text, "extractive", not found, problems)
+
+    def store(self, batch: Batch) -> None:
+        """Store a finished batch and give up its claims in one transaction (only the TL;DRs whose claim this
+        worker still holds: one taken over after the lease belongs to the worker that took it)."""
+        with session_scope(self.engine) as session:
+            still_mine = store.finish_claims(session, batch.claimed, self.worker)
+            for paper in batch.papers:
+                if paper.id in still_mine:
+                    result = batch.results[paper.id]
+                    store.save_summary(session, new_summary("tldr", store.paper_subject(paper.id), paper.id, result,
+                                                            self.identity, task_hash(self.tasks[paper.id]), []))
+                    self.report.count(result.method)
+        with self.changed:
+            self.open -= 1
+            self.changed.notify_all()
+        self.on_stored()
 
 
 def claim_next(
@@ -246,12 +400,17 @@ def overview_task(theme_name: str, items: list[SourceItem]) -> Task:
     return Task(kind="overview", title=theme_name, source=source, max_words=OVERVIEW_SENTENCE_WORDS, items=tuple(items))
 
 
-def overview_items(papers: list[Paper], tldrs: dict[int, Summary]) -> list[SourceItem]:
-    """What an overview condenses: each of the theme's top papers (given best first) by its TL;DR, or by its
-    abstract where it has none yet."""
+def overview_items(papers: list[Paper], tldrs: dict[int, Summary], keywords: dict[int, list[str]] | None = None) -> list[SourceItem]:
+    """What an overview condenses: each of the theme's papers (given best first) by its TL;DR, or by its abstract
+    where it has none yet, with the theme keywords it matched and its popularity signals."""
+    keywords = keywords or {}
     return [
-        SourceItem(p.id, clean_source(p.title, 500), tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title))
-        for p in papers[:OVERVIEW_PAPERS]
+        SourceItem(
+            p.id, clean_source(p.title, 500),
+            tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title),
+            keywords=tuple(keywords.get(p.id, ())), upvotes=p.upvotes, comments=p.num_comments, stars=p.github_stars,
+        )
+        for p in papers
     ]
 
 
@@ -269,9 +428,11 @@ def current_overviews(session: Session, config: Config, tasks: dict[str, Task]) 
 
 
 def write_overview(config: Config, theme_name: str, task: Task) -> Summary:
-    """A 2-4 sentence overview for `task`, citing the papers it draws on. Not stored: the model runs outside any
-    transaction, and the caller stores the result in a short one of its own."""
-    result = write(get_summariser(config), [task])[0] if task.items else Written("", "extractive", True, [])
+    """A 2-4 sentence overview for `task` (none for a single paper), citing the papers it draws on. Not stored:
+    the model runs outside any transaction, and the caller stores the result in a short one of its own."""
+    # One paper's overview could only restate its TL;DR: such a theme shows its paper alone.
+    result = write(get_summariser(config), [task])[0] if len(task.items) > 1 else Written("", "structured", True, [])
     identity = summary_identity(config.summariser, "overview")
-    cited = [item.paper_id for item in task.items]
+    drawn_on = task.items[: prompts.OVERVIEW_PROMPT_PAPERS] if result.method.startswith("model") else task.items
+    cited = [item.paper_id for item in drawn_on]
     return new_summary("overview", store.theme_subject(theme_name), None, result, identity, task_hash(task), cited)

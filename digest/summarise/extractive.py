@@ -1,7 +1,8 @@
-"""The `extractive` backend: no model, just the most informative sentence(s) of the source, trimmed.
+"""The `extractive` backend: no model. A TL;DR is the abstract's most informative sentence, trimmed; a theme
+overview is the structured one (`structured`), built from the papers' terms and signals.
 
-Deterministic and fast; it is also the fallback when a model's summary fails the grounding check, since a
-summary cut from the source cannot invent anything.
+Deterministic and fast; it is also the fallback when a model's summary fails its checks, since neither can
+invent anything.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 
 from digest.summarise.base import Summariser, Task
+from digest.summarise.structured import structured_overview
 from digest.text import split_sentences, words
 
 # Sentences that say what a paper does or found score higher; background sentences lower.
@@ -24,7 +26,6 @@ _BACKGROUND = re.compile(
     re.IGNORECASE,
 )
 _CLAUSE_BREAK = re.compile(r"[,;:]\s")
-OVERVIEW_SENTENCES = 3
 
 
 def sentence_score(sentence: str, position: int, title_words: set[str]) -> float:
@@ -62,17 +63,9 @@ def extract_tldr(task: Task) -> str:
     return trim(sentences[0], task.max_words) if sentences else ""
 
 
-def extract_overview(task: Task) -> str:
-    """One trimmed sentence per paper (up to three); a single paper gives its two best sentences."""
-    if len(task.items) == 1:
-        item = task.items[0]
-        return " ".join(trim(s, task.max_words) for s in best_sentences(item.text, item.title, 2))
-    picked = [best_sentences(item.text, item.title, 1) for item in task.items[:OVERVIEW_SENTENCES]]
-    return " ".join(trim(s[0], task.max_words) for s in picked if s)
-
-
 class ExtractiveSummariser(Summariser):
-    """No model: the source's most informative sentences, trimmed (also the fallback for rejected answers)."""
+    """No model: the source's most informative sentence, trimmed, and a structured overview (also the fallback
+    for rejected answers)."""
 
     def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
-        return [extract_tldr(t) if t.kind == "tldr" else extract_overview(t) for t in tasks]
+        return [extract_tldr(t) if t.kind == "tldr" else structured_overview(t) for t in tasks]

@@ -108,6 +108,20 @@ def clause_cuts(summary: str, min_words: int = 8) -> list[str]:
     return cuts
 
 
+def repeated_sentences(summary: str, texts: list[str], min_words: int = 6) -> list[str]:
+    """The sentences of `summary` that repeat a sentence of `texts` (one holding the other, ignoring case and
+    punctuation; sentences shorter than `min_words` do not count)."""
+    def key(sentence: str) -> str:
+        return " ".join(re.findall(r"\w+", sentence.lower()))
+
+    shown = [key(s) for text in texts for s in split_sentences(text)]
+    shown = [s for s in shown if len(s.split()) >= min_words]
+    return [
+        sentence for sentence in split_sentences(summary)
+        if (mine := key(sentence)) and any(mine in other or (len(mine.split()) >= min_words and other in mine) for other in shown)
+    ]
+
+
 def ngrams(text: str) -> Counter[tuple[str, ...]]:
     tokens = [w.lower().strip(".,;:") for w in words(text)]
     return Counter(tuple(tokens[i : i + REPEAT_NGRAM]) for i in range(len(tokens) - REPEAT_NGRAM + 1))
