@@ -306,7 +306,7 @@ class Finisher:
     def check(self, items: list[tuple[Batch, Paper]], answers: list[str], method: str, opened: Batch | None) -> None:
         retry, fall_back = [], []
         for (batch, paper), answer in zip(items, answers):
-            text, found = check(self.tasks[paper.id], answer)
+            text, found = check(self.tasks[paper.id], answer, from_model=method != "extractive")
             history = batch.history.setdefault(paper.id, [])
             if method == "extractive":
                 batch.results[paper.id] = Written(text, method, not found,
@@ -331,7 +331,7 @@ class Finisher:
         """The extractive summary for papers whose stricter answer failed too."""
         answers = self.fallback.summarise([self.tasks[paper.id] for _, paper in items]) if items else []
         for (batch, paper), answer in zip(items, answers):
-            text, found = check(self.tasks[paper.id], answer)
+            text, found = check(self.tasks[paper.id], answer, from_model=False)
             problems = batch.history[paper.id] + ([f"extractive: {'; '.join(found)}"] if found else [])
             batch.results[paper.id] = Written(text, "extractive", not found, problems)
 
