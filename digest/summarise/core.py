@@ -89,7 +89,9 @@ def check(task: Task, text: str, from_model: bool = True) -> tuple[str, list[str
     keep, least, max_words = limits(task)
     tidied = grounding.tidy(text, keep)
     if task.kind != "tldr":
-        return tidied, grounding.problems(tidied, task.source, max_words, least)
+        repeated = grounding.repeated_sentences(tidied, [item.text for item in task.items])
+        found = [f"repeats a TL;DR ({repeated[0]!r})"] if repeated else []
+        return tidied, grounding.problems(tidied, task.source, max_words, least) + found
     source = f"{task.title}. {task.source}"
     if not from_model:
         return tidied, grounding.problems(tidied, source, max_words, least)
@@ -107,8 +109,10 @@ def check(task: Task, text: str, from_model: bool = True) -> tuple[str, list[str
 
 
 def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
-    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else extractive.
-    Each result's `problems` say why earlier attempts were turned down."""
+    """Summaries for `tasks`: the model's answer if it passes the check, else a stricter retry, else the
+    extractive backend's (a TL;DR cut from the abstract, checked; a structured overview built from the papers'
+    terms and signals, which invents nothing). Each result's `problems` say why earlier attempts were turned
+    down."""
     results: dict[int, Written] = {}
     history: list[list[str]] = [[] for _ in tasks]
     pending = list(range(len(tasks)))
@@ -117,21 +121,12 @@ def write(summariser: Summariser, tasks: list[Task]) -> list[Written]:
             pending = attempt(summariser, tasks, pending, method, strict, results, history)
     fallback = ExtractiveSummariser(summariser.settings, summariser.config)
     for i, answer in zip(pending, fallback.summarise([tasks[i] for i in pending])):
-        results[i] = judged(tasks[i], answer, "extractive", history[i])
+        if tasks[i].kind != "tldr":
+            results[i] = Written(answer, "structured", True, history[i])
+            continue
+        text, found = check(tasks[i], answer, from_model=False)
+        results[i] = Written(text, "extractive", not found, history[i] + ([f"extractive: {'; '.join(found)}"] if found else []))
     return [results[i] for i in range(len(tasks))]
-
-
-def judged(task: Task, answer: str, method: str, history: list[str]) -> Written | None:
-    """`answer` (made by `method`) as a finished summary if it passes the check; an extractive one is final
-    either way, its problems noted. None if a model's answer fails: the reason joins `history` and the task goes
-    on to the stricter prompt or the extractive fallback."""
-    text, found = check(task, answer, from_model=method != "extractive")
-    if method == "extractive":
-        return Written(text, method, not found, history + ([f"extractive: {'; '.join(found)}"] if found else []))
-    if found:
-        history.append(f"{method}: {'; '.join(found)}")
-        return None
-    return Written(text, method, True, history)
 
 
 def attempt(
@@ -144,11 +139,12 @@ def attempt(
         return []
     still = []
     for i, answer in zip(pending, summariser.summarise([tasks[i] for i in pending], strict=strict)):
-        written = judged(tasks[i], answer, method, history[i])
-        if written is None:
+        text, found = check(tasks[i], answer)
+        if found:
+            history[i].append(f"{method}: {'; '.join(found)}")
             still.append(i)
         else:
-            results[i] = written
+            results[i] = Written(text, method, True, history[i])
     return still
 
 
@@ -161,7 +157,9 @@ def tldr_task(paper: Paper, settings: SummariserSettings) -> Task:
 
 
 def task_hash(task: Task) -> str:
-    return source_hash(task.kind, task.title, task.source)
+    """Changes with the text a summary is made from, and for an overview with its papers' keywords and signals."""
+    extra = [repr((i.keywords, i.upvotes, i.comments, i.stars)) for i in task.items]
+    return source_hash(task.kind, task.title, task.source, *extra)
 
 
 def summarise_papers(
@@ -308,10 +306,15 @@ class Finisher:
     def check(self, items: list[tuple[Batch, Paper]], answers: list[str], method: str, opened: Batch | None) -> None:
         retry, fall_back = [], []
         for (batch, paper), answer in zip(items, answers):
-            written = judged(self.tasks[paper.id], answer, method, batch.history.setdefault(paper.id, []))
-            if written is not None:
-                batch.results[paper.id] = written
+            text, found = check(self.tasks[paper.id], answer, from_model=method != "extractive")
+            history = batch.history.setdefault(paper.id, [])
+            if method == "extractive":
+                batch.results[paper.id] = Written(text, method, not found,
+                                                  [f"extractive: {'; '.join(found)}"] if found else [])
+            elif not found:
+                batch.results[paper.id] = Written(text, method, True, history)
             else:
+                history.append(f"{method}: {'; '.join(found)}")
                 (retry if method == "model" else fall_back).append((batch, paper))
         self.extractive(fall_back)
         with self.changed:
@@ -328,7 +331,9 @@ class Finisher:
         """The extractive summary for papers whose stricter answer failed too."""
         answers = self.fallback.summarise([self.tasks[paper.id] for _, paper in items]) if items else []
         for (batch, paper), answer in zip(items, answers):
-            batch.results[paper.id] = judged(self.tasks[paper.id], answer, "extractive", batch.history[paper.id])
+            text, found = check(self.tasks[paper.id], answer, from_model=False)
+            problems = batch.history[paper.id] + ([f"extractive: {'; '.join(found)}"] if found else [])
+            batch.results[paper.id] = Written(text, "extractive", not found, problems)
 
     def store(self, batch: Batch) -> None:
         """Store a finished batch and give up its claims in one transaction (only the TL;DRs whose claim this
@@ -395,12 +400,17 @@ def overview_task(theme_name: str, items: list[SourceItem]) -> Task:
     return Task(kind="overview", title=theme_name, source=source, max_words=OVERVIEW_SENTENCE_WORDS, items=tuple(items))
 
 
-def overview_items(papers: list[Paper], tldrs: dict[int, Summary]) -> list[SourceItem]:
-    """What an overview condenses: each of the theme's top papers (given best first) by its TL;DR, or by its
-    abstract where it has none yet."""
+def overview_items(papers: list[Paper], tldrs: dict[int, Summary], keywords: dict[int, list[str]] | None = None) -> list[SourceItem]:
+    """What an overview condenses: each of the theme's papers (given best first) by its TL;DR, or by its abstract
+    where it has none yet, with the theme keywords it matched and its popularity signals."""
+    keywords = keywords or {}
     return [
-        SourceItem(p.id, clean_source(p.title, 500), tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title))
-        for p in papers[:OVERVIEW_PAPERS]
+        SourceItem(
+            p.id, clean_source(p.title, 500),
+            tldrs[p.id].text if p.id in tldrs else clean_source(p.abstract or p.title),
+            keywords=tuple(keywords.get(p.id, ())), upvotes=p.upvotes, comments=p.num_comments, stars=p.github_stars,
+        )
+        for p in papers
     ]
 
 
@@ -418,9 +428,11 @@ def current_overviews(session: Session, config: Config, tasks: dict[str, Task]) 
 
 
 def write_overview(config: Config, theme_name: str, task: Task) -> Summary:
-    """A 2-4 sentence overview for `task`, citing the papers it draws on. Not stored: the model runs outside any
-    transaction, and the caller stores the result in a short one of its own."""
-    result = write(get_summariser(config), [task])[0] if task.items else Written("", "extractive", True, [])
+    """A 2-4 sentence overview for `task` (none for a single paper), citing the papers it draws on. Not stored:
+    the model runs outside any transaction, and the caller stores the result in a short one of its own."""
+    # One paper's overview could only restate its TL;DR: such a theme shows its paper alone.
+    result = write(get_summariser(config), [task])[0] if len(task.items) > 1 else Written("", "structured", True, [])
     identity = summary_identity(config.summariser, "overview")
-    cited = [item.paper_id for item in task.items]
+    drawn_on = task.items[: prompts.OVERVIEW_PROMPT_PAPERS] if result.method.startswith("model") else task.items
+    cited = [item.paper_id for item in drawn_on]
     return new_summary("overview", store.theme_subject(theme_name), None, result, identity, task_hash(task), cited)
