@@ -2,7 +2,7 @@
 PostgreSQL.
 
     python bench/pipeline.py [--papers 1000] [--subscribers 10000] [--summariser transformers|extractive]
-                             [--databases sqlite,postgresql] [--workers 2] [--slopes]
+                             [--databases sqlite,postgresql] [--workers 2] [--slopes] [--smtp-reply-ms 0]
 
 The day: `--papers` new papers (the corpus in tests/fixtures/corpus, repeated with invented ids, authors and
 categories) arrive in four arXiv RSS listings that cross-list each other and a Hugging Face daily-papers JSON;
@@ -10,7 +10,9 @@ they are embedded and assigned to 10 themes, get their TL;DRs from `--summariser
 and go into the daily edition (with a model-written overview per theme), which is personalised and sent to
 `--subscribers` readers (varied themes, daily, weekly or both) over SMTP to an aiosmtpd sink in another
 process, by `--workers` sender processes. The same edition is then sent again, as a copy, by one sender, for
-the ratio of `--workers` senders to one measured in the same run.
+the ratio of `--workers` senders to one measured in the same run. The sink answers each message at once, or after
+`--smtp-reply-ms` as a mail server across a network does: on loopback it answers in microseconds but burns as
+much CPU per message as a sender, which on a 2-core machine caps what a second sender can add.
 
 Printed per database: seconds per stage (ingest; embed and assign; summarise; build, with the overviews' share;
 personalise and send), the day's total and the total without summarising, peak memory of this process (the
@@ -290,14 +292,16 @@ def timing_overviews(editions, day: Day):
 
 
 @contextmanager
-def smtp_sink():
-    """bench/send.py's aiosmtpd sink in its own process; yields its port."""
+def smtp_sink(reply_ms: float):
+    """bench/send.py's aiosmtpd sink in its own process, answering each message after `reply_ms`; yields its
+    port."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("send.py")), "--sink", str(port)],
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("send.py")), "--sink", str(port),
+                             "--sink-reply-ms", str(reply_ms)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert sink.stdout.readline().strip() == "ready"
     try:
@@ -353,6 +357,9 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--workers", type=int, default=2, help="sender processes for the day's send (default 2)")
     parser.add_argument("--slopes", action="store_true", help="also run a day with twice the papers and subscribers")
+    parser.add_argument("--smtp-reply-ms", type=float, default=0.0,
+                        help="the SMTP sink answers each message after this many ms, as a server across a network "
+                             "does (default 0: on loopback, where the sink's own CPU competes with the senders)")
     args = parser.parse_args()
 
     import torch
@@ -363,7 +370,8 @@ def main() -> None:
 
     embedding_model()  # loaded once per process; the day's timing starts with it in memory
     days = []
-    with smtp_sink() as port:
+    print(f"the SMTP sink answers each message after {args.smtp_reply_ms:g} ms")
+    with smtp_sink(args.smtp_reply_ms) as port:
         for kind in args.databases.split(","):
             days.append(run_day(kind, args.papers, args.subscribers, args.summariser, args.workers, 1, port))
             if args.slopes:

@@ -29,14 +29,19 @@ THEMES = ["Language models", "Image and video generation", "Agents"]
 PAPERS_PER_THEME = 8
 
 
-def run_sink(port: int) -> None:
-    """An SMTP server that accepts and counts every message (the far end of the bench)."""
+def run_sink(port: int, reply_ms: float = 0.0) -> None:
+    """An SMTP server that accepts and counts every message (the far end of the bench), answering each DATA
+    after `reply_ms` milliseconds, as a mail server across a network does."""
+    import asyncio
+
     from aiosmtpd.controller import Controller
 
     class Counter:
         count = 0
 
         async def handle_DATA(self, server, session, envelope):
+            if reply_ms:
+                await asyncio.sleep(reply_ms / 1000)
             Counter.count += 1
             return "250 2.0.0 Ok: queued"
 
@@ -161,9 +166,10 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--checkpoint", type=int, default=2_000)
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-reply-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        run_sink(args.sink)
+        run_sink(args.sink, args.sink_reply_ms)
     else:
         bench(args.subscribers, args.checkpoint)
 
