@@ -26,6 +26,11 @@ _BACKGROUND = re.compile(
     re.IGNORECASE,
 )
 _CLAUSE_BREAK = re.compile(r"[,;:]\s")
+# Words a cut sentence must not end on ("... computation within Huggingface across a.").
+_DANGLING = frozenset(
+    "a an the of to and or but in on at by for with from into within across over under between than as that which "
+    "who whose while when where whether its their our this these those is are was were be been via such both".split()
+)
 
 
 def sentence_score(sentence: str, position: int, title_words: set[str]) -> float:
@@ -46,16 +51,19 @@ def best_sentences(text: str, title: str, count: int) -> list[str]:
 
 
 def trim(sentence: str, max_words: int) -> str:
-    """At most `max_words` words, cut at the last clause break that fits (else at a word) and closed with a
-    full stop, so the result never ends mid-word."""
+    """At most `max_words` words, cut at the last clause break that fits (else at a word, not after a dangling
+    "a", "of" or "within") and closed with a full stop, so the result never ends mid-word or mid-phrase."""
     tokens = words(sentence)
     if len(tokens) <= max_words:
         return sentence
     cut = " ".join(tokens[:max_words])
     breaks = [m.start() for m in _CLAUSE_BREAK.finditer(cut)]
     if breaks and breaks[-1] > len(cut) // 2:
-        cut = cut[: breaks[-1]]
-    return cut.rstrip(",;: ") + "."
+        return cut[: breaks[-1]].rstrip(",;: ") + "."
+    kept = tokens[:max_words]
+    while len(kept) > max_words // 2 and kept[-1].lower().strip(",;:") in _DANGLING:
+        kept.pop()
+    return " ".join(kept).rstrip(",;: ") + "."
 
 
 def extract_tldr(task: Task) -> str:
