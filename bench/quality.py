@@ -18,7 +18,9 @@ For each part and run it prints:
 - words: mean and maximum per TL;DR (target <= 30);
 - retrieval@1 with the all-MiniLM-L6-v2 embedding: each text is matched against the abstracts of its part, and
   counts when its own abstract is the closest. For the TL;DR alone, the title alone, the abstract's first
-  sentence alone, and title + TL;DR (targets: TL;DR >= title + 0.05; title + TL;DR >= 0.95);
+  sentence alone, and title + TL;DR (targets: TL;DR >= title + 0.05; title + TL;DR >= 0.95). digest itself uses
+  that embedding to replace vague TL;DRs (`[summariser] prefer_specific`), so the same retrieval is also measured
+  by TF-IDF word overlap, which nothing in digest optimises;
 - the share of TL;DRs that open with the most common first two words (target <= 25%), and the share that
   contain a filler phrase (`grounding.FILLER_PHRASES`);
 - overviews, written for each theme's papers in groups of 6 as an edition shows them: the share that repeat a
@@ -33,6 +35,8 @@ import argparse
 import hashlib
 import json
 import os
+import math
+import re
 import statistics
 import sys
 import tempfile
@@ -138,6 +142,34 @@ def retrieval_at_1(queries: list[str], targets: np.ndarray) -> float:
     return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries))))
 
 
+class WordOverlap:
+    """TF-IDF vectors (log term frequency, smoothed idf from the part's abstracts): a retrieval measure
+    independent of the embedding model."""
+
+    def __init__(self, abstracts: list[str]) -> None:
+        counts = [Counter(self.tokens(a)) for a in abstracts]
+        df = Counter(word for c in counts for word in c)
+        self.idf = {word: math.log(len(abstracts) / n) + 1 for word, n in df.items()}
+        self.column = {word: i for i, word in enumerate(self.idf)}
+        self.abstracts = self.vectors(abstracts)
+
+    @staticmethod
+    def tokens(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        matrix = np.zeros((len(texts), len(self.column)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word, n in Counter(self.tokens(text)).items():
+                if word in self.column:
+                    matrix[row, self.column[word]] = (1 + math.log(n)) * self.idf[word]
+        return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
+
+    def retrieval_at_1(self, queries: list[str]) -> float:
+        scores = self.vectors(queries) @ self.abstracts.T
+        return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries))))
+
+
 def first_two_words(text: str) -> str:
     return " ".join(w.lower().strip(".,;:") for w in words(text)[:2])
 
@@ -216,8 +248,10 @@ def run_part(settings: dict[str, str], part: str, records: list[Record], show: i
         tldrs = tldr_rows(engine)
         texts = [tldrs[p.id].text for p in papers]
         report_tldrs(papers, texts, [tldrs[p.id] for p in papers], report.methods)
+        print(f"  vague model answers: {report.vague}, replaced by the abstract's more specific sentence: "
+              f"{report.replaced_vague}")
         generation = (f"{len(papers) / clock.seconds:.2f} abstracts/s ({clock.seconds:.1f} s: the first answers)"
-                      if clock.seconds else "none (no model)")
+                      if hasattr(summariser, "load") else "none (no model)")
         print(f"  throughput: end to end {len(papers) / end_to_end:.2f} abstracts/s ({end_to_end:.1f} s: generation, "
               f"checks, retries, storage), generation only {generation}")
         for paper, text in list(zip(papers, texts))[:show]:
@@ -239,12 +273,15 @@ def report_tldrs(papers: list[Paper], texts: list[str], rows: list[Summary], met
         retrieval_at_1(queries, abstracts)
         for queries in (texts, titles, firsts, [f"{t}. {s}" for t, s in zip(titles, texts)])
     )
+    overlap = WordOverlap([clean_source(p.abstract) for p in papers])
+    words_tldr, words_title = overlap.retrieval_at_1(texts), overlap.retrieval_at_1(titles)
     opening, opening_n = Counter(first_two_words(t) for t in texts).most_common(1)[0]
     filler = sum(bool(grounding.filler_phrases(t)) for t in texts)
     print(f"  grounded {grounded / n:.1%} (target >= 97%); methods {dict(sorted(methods.items()))}")
     print(f"  words: mean {statistics.mean(counts):.1f}, max {max(counts)} (target <= 30)")
     print(f"  retrieval@1: TL;DR {tldr_r:.3f}, title {title_r:.3f}, first sentence {first_r:.3f}, "
           f"title + TL;DR {both_r:.3f}  (targets: TL;DR >= title + 0.05 = {title_r + 0.05:.3f}; title + TL;DR >= 0.95)")
+    print(f"  retrieval@1 by TF-IDF word overlap: TL;DR {words_tldr:.3f}, title {words_title:.3f}")
     print(f"  most common opening {opening!r}: {opening_n / n:.0%} (target <= 25%); with a filler phrase: {filler / n:.0%}")
 
 

@@ -113,6 +113,7 @@ class SummariserSettings(Section):
     dtype: str = "auto"
     batch_size: int | None = Field(None, ge=1)  # None: the backend's default for its device
     max_tldr_words: int = Field(30, ge=5)
+    prefer_specific: bool = True
     max_new_tokens: int = Field(60, ge=8)
     cache_dir: Path | None = None
     # openai backend only

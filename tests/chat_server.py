@@ -22,12 +22,14 @@ from digest.summarise.extractive import best_sentences, trim
 
 class ChatServer:
     """An OpenAI-compatible chat completions server on loopback (Starlette + uvicorn in a thread). It answers with
-    the first sentence of what it is given, or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`.
+    the first sentence of what it is given (or, for a title in `scripted`, with the answers listed there, in turn,
+    before that), or misbehaves on request: `garbage`, `500`, `hang`, `fail_after`.
     `delay` makes each answer take that long; `most_in_flight` records how many requests overlapped at most;
     with `gate` set no answer goes out before that many requests were in flight at once."""
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.scripted: dict[str, list[str]] = {}
         self.fail_after: int | None = None
         self.delay = 0.0
         self.gate = 0
@@ -62,9 +64,13 @@ class ChatServer:
         if self.mode == "garbage":
             return PlainTextResponse("<html>definitely not JSON</html>")
         prompt = body["messages"][-1]["content"]
-        source = prompt.split("Abstract: ", 1)[-1].split("\n\n")[0]
-        answers = [trim(sentence, 25) for sentence in best_sentences(source, "", 2)]
-        text = next((a for a in answers if not grounding.filler_phrases(a)), answers[0])  # a model that avoids filler
+        title = prompt.split("\n", 1)[0].removeprefix("Title: ")
+        if self.scripted.get(title):
+            text = self.scripted[title].pop(0)
+        else:
+            source = prompt.split("Abstract: ", 1)[-1].split("\n\n")[0]
+            answers = [trim(sentence, 25) for sentence in best_sentences(source, "", 2)]
+            text = next((a for a in answers if not grounding.filler_phrases(a)), answers[0])  # avoids filler
         return JSONResponse({"object": "chat.completion", "model": body["model"],
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
 

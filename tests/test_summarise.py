@@ -357,12 +357,47 @@ def test_openai_backend_summarises_through_a_real_server(openai_config, chat_ser
         assert (summary.model, summary.backend, summary.method, summary.grounded) == ("tiny-chat", "openai", "model", True)
 
 
+VAGUE = "A video diffusion model that generates smooth transitions between scenes and predicts what comes next."
+
+
+def test_a_vague_tldr_gives_way_to_the_abstracts_more_specific_sentence(openai_config, chat_server, engine):
+    """An answer that passes the grounding check but fits another paper of the run better than its own is
+    replaced by the paper's extractive TL;DR, which picks it out; specific answers stay, and nothing is asked
+    twice."""
+    rows = [corpus(40)[i] for i in (6, 8, 16)]  # SEINE (video diffusion), Prepacking (LLM prefilling), Moto (robots)
+    chat_server.scripted[rows[1]["title"]] = [VAGUE]
+    papers = add_papers(engine, rows)
+
+    report = summarise_papers(openai_config, engine, papers)
+
+    assert (report.vague, report.replaced_vague, len(chat_server.requests)) == (1, 1, 3)
+    summaries = {summary.paper_id: summary for summary in stored(engine)}
+    prepacking = summaries[papers[1].id]
+    assert prepacking.method == "extractive" and prepacking.grounded and "prefilling" in prepacking.text
+    assert prepacking.text.endswith("within Huggingface.")  # cut at 30 words, not after a dangling "across a"
+    assert prepacking.problems == ["model: vague (fits another paper of the run better by " +
+                                   prepacking.problems[0].rsplit(" ", 1)[1]]
+    assert [summaries[p.id].method for p in (papers[0], papers[2])] == ["model", "model"]
+
+
+def test_vague_tldrs_stay_when_told_or_when_alone_in_their_run(write_config, chat_server, engine):
+    rows = [corpus(40)[i] for i in (6, 8)]
+    settings = f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'
+    kept = load_config(write_config(settings + "prefer_specific = false\n"))
+    papers = add_papers(engine, rows)
+    chat_server.scripted = {rows[1]["title"]: [VAGUE, VAGUE]}
+
+    assert summarise_papers(kept, engine, papers).vague == 0
+    assert summarise_papers(load_config(write_config(settings)), engine, papers[1:], force=True).vague == 0
+    assert {s.text for s in stored(engine) if s.paper_id == papers[1].id} == {VAGUE}
+
+
 def test_openai_backend_keeps_concurrency_requests_in_flight(write_config, chat_server, engine):
     config = load_config(write_config(
         f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\nconcurrency = 4\n'))
     chat_server.delay = 0.3
     report = summarise_papers(config, engine, add_papers(engine, corpus(12)))
-    assert report.methods == {"model": 12}
+    assert report.written == 12 and len(chat_server.requests) == 12
     assert chat_server.most_in_flight == 4
 
 
@@ -403,13 +438,21 @@ def test_papers_another_worker_holds_are_left_to_it_until_its_claim_expires(extr
         assert [claim.paper_id for claim in session.scalars(select(SummaryClaim))] == [papers[0].id]
 
 
-def test_openai_garbage_answers_fall_back_to_extractive(openai_config, chat_server, engine):
+def test_openai_garbage_answers_fall_back_to_extractive(write_config, chat_server, engine):
+    """A failed answer is replaced at once by the abstract's own sentence when that picks out its paper; with
+    `prefer_specific = false` (or no other paper to tell it from) the model is first asked again, strictly."""
     chat_server.mode = "garbage"
+    settings = f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'
     papers = add_papers(engine, corpus(2))
-    report = summarise_papers(openai_config, engine, papers)
-    assert report.methods == {"extractive": 2} and len(chat_server.requests) == 4  # first try + strict retry each
-    summary = stored(engine)[0]
-    assert summary.problems == ["model: empty", "model-strict: empty"] and summary.grounded
+
+    report = summarise_papers(load_config(write_config(settings)), engine, papers)
+    assert report.methods == {"extractive": 2} and len(chat_server.requests) == 2
+    assert [s.problems for s in stored(engine)] == [["model: empty"]] * 2 and all(s.grounded for s in stored(engine))
+
+    again = load_config(write_config(settings + "prefer_specific = false\n"))
+    assert summarise_papers(again, engine, papers, force=True).methods == {"extractive": 2}
+    assert len(chat_server.requests) == 2 + 4  # first try + strict retry each
+    assert stored(engine)[-1].problems == ["model: empty", "model-strict: empty"]
 
 
 @pytest.mark.parametrize(("mode", "message"), [("500", "answered HTTP 500"), ("hang", "did not answer within 0.5 s")])

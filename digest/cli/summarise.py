@@ -50,5 +50,7 @@ def summarise(
         )
     methods = ", ".join(f"{n} {m}" for m, n in sorted(report.methods.items())) or "none"
     elsewhere = f", {report.elsewhere} left to other workers" if report.elsewhere else ""
+    vague = (f"; {report.vague} vague, {report.replaced_vague} of them replaced by the abstract's own sentence"
+             if report.vague else "")
     state.console.print(f"{report.papers} papers: {report.written} summarised ({methods}), {report.reused} already done"
-                        f"{elsewhere}")
+                        f"{elsewhere}{vague}")

@@ -86,7 +86,10 @@ def _rewritten(text: str, name: str | None) -> str:
 
 
 def article_for(following: str) -> str:
-    return "an" if following[:1].lower() in "aeiou" else "a"
+    """ "a" or "an" by the next word's first sound, as far as its spelling tells ("a unified", "an update")."""
+    word = following.lower()
+    sounds_like_you = word.startswith(("uni", "use", "usu", "uti", "eu", "one"))
+    return "an" if word[:1] in "aeiou" and not sounds_like_you else "a"
 
 
 def upper_first(text: str) -> str:
