@@ -380,6 +380,15 @@ def test_a_vague_tldr_gives_way_to_the_abstracts_more_specific_sentence(openai_c
     assert [summaries[p.id].method for p in (papers[0], papers[2])] == ["model", "model"]
 
 
+def test_near_copies_of_a_paper_do_not_make_its_tldr_vague(openai_config, chat_server, engine):
+    """The same abstract under two titles (as a benchmark's repeated records, or a paper and its companion): no
+    TL;DR can tell them apart, so neither counts against the other."""
+    prepacking, moto = corpus(40)[8], corpus(40)[16]
+    papers = add_papers(engine, [prepacking, {**prepacking, "title": prepacking["title"] + " (part 2)"}, moto])
+    report = summarise_papers(openai_config, engine, papers)
+    assert (report.vague, report.methods) == (0, {"model": 3})
+
+
 def test_vague_tldrs_stay_when_told_or_when_alone_in_their_run(write_config, chat_server, engine):
     rows = [corpus(40)[i] for i in (6, 8)]
     settings = f'[summariser]\nbackend = "openai"\nmodel = "tiny-chat"\nbase_url = "{chat_server.url}"\n'

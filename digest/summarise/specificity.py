@@ -3,7 +3,8 @@
 A TL;DR can be grounded (nothing in it that its abstract does not say) and still vague: "A model that outperforms
 comparable models on both language and image generation" would do for half a day's papers. Measured with the
 embedding model that assigns themes: a TL;DR is specific when its embedding is closer to its own paper's
-(title and abstract) than to any other paper's in the run. A vague one gives way to the abstract's most
+(title and abstract) than to any other paper's in the run, leaving out papers that are near copies of its own
+(no TL;DR can tell those apart). A vague one gives way to the abstract's most
 informative sentence (the extractive TL;DR) when that is more specific, and an answer that failed its checks
 gives way to that sentence, without a second generation, when the sentence picks out its paper.
 """
@@ -25,6 +26,10 @@ from digest.themes import EMBEDDING_MODEL, EMBEDDING_MODULES, embed, paper_embed
 if TYPE_CHECKING:
     import numpy as np
 
+# Papers whose embeddings are at least this similar are near copies of each other (the same abstract under two
+# titles, say): a TL;DR is not expected to tell them apart.
+NEAR_COPY = 0.95
+
 
 @dataclass
 class Specificity:
@@ -34,8 +39,8 @@ class Specificity:
     papers: np.ndarray
 
     def margins(self, answers: list[tuple[int, str]]) -> list[float]:
-        """For each (paper id, TL;DR): its similarity to its own paper minus its highest similarity to another.
-        Positive when the TL;DR picks out its own paper."""
+        """For each (paper id, TL;DR): its similarity to its own paper minus its highest similarity to another
+        that is not a near copy of its own. Positive when the TL;DR picks out its own paper."""
         import numpy as np
 
         if not answers:
@@ -44,8 +49,8 @@ class Specificity:
         margins = []
         for k, (paper_id, _) in enumerate(answers):
             own = self.row[paper_id]
-            others = np.delete(scores[k], own)
-            margins.append(float(scores[k, own] - others.max()))
+            others = scores[k][self.papers @ self.papers[own] < NEAR_COPY]  # (its own paper is its own near copy)
+            margins.append(float(scores[k, own] - others.max()) if others.size else 1.0)
         return margins
 
 
