@@ -57,17 +57,14 @@ class Specificity:
 def run_specificity(config: Config, engine: Engine, papers: list[Paper]) -> Specificity | None:
     """The specificity measure over a run's `papers`, or None where it does not apply: `[summariser]
     prefer_specific` is off, the embedding model is not installed, or there is no other paper to tell apart from.
-    Stored embeddings are reused; any missing are computed (outside any transaction) and stored."""
+    Stored embeddings are reused; any missing (themes by keywords only) are computed, outside any transaction, and
+    kept in memory only: several summarise workers start at once, and theme assignment owns storing them."""
     if not config.summariser.prefer_specific or len(papers) < 2 or missing_packages(EMBEDDING_MODULES):
         return None
     import numpy as np
 
     with session_scope(engine) as session:
         stored = store_themes.embeddings_for(session, [p.id for p in papers], EMBEDDING_MODEL)
-    vectors, fresh = paper_embeddings(papers, stored)
-    if fresh:
-        with session_scope(engine) as session:
-            for embedding in fresh:
-                store_themes.save_embedding(session, embedding)
+    vectors, _ = paper_embeddings(papers, stored)
     ids = [p.id for p in papers]
     return Specificity({paper_id: i for i, paper_id in enumerate(ids)}, np.stack([vectors[i] for i in ids]))
