@@ -342,17 +342,14 @@ class Finisher:
         vague (it fits another paper of the run at least as well as its own) and the extractive one is more
         specific. Measured on two corpus parts, that took the TL;DR alone from below the title alone to above it
         at retrieving its abstract (bench/quality.py)."""
+        results = [written for _, _, written in passed]
         if not self.specificity or not passed:
-            return [written for _, _, written in passed]
+            return results
         margins = self.specificity.margins([(paper.id, written.text) for _, paper, written in passed])
         vague = [k for k, margin in enumerate(margins) if margin <= 0]
         self.report.vague += len(vague)
-        tasks = [self.tasks[passed[k][1].id] for k in vague]
-        cut = [check(task, answer, from_model=False) for task, answer in zip(tasks, self.fallback.summarise(tasks))]
-        usable = [(k, text) for k, (text, found) in zip(vague, cut) if not found]
-        their_margins = self.specificity.margins([(passed[k][1].id, text) for k, text in usable])
-        results = [written for _, _, written in passed]
-        for (k, text), margin in zip(usable, their_margins):
+        for j, text, margin in self.specific_extracts([passed[k][1] for k in vague]):
+            k = vague[j]
             if margin > margins[k]:
                 note = f"{results[k].method}: vague (fits another paper of the run better by {-margins[k]:.2f})"
                 results[k] = Written(text, "extractive", True, results[k].problems + [note])
@@ -365,22 +362,30 @@ class Finisher:
         rescued about a third of failed answers, and cost an eighth of the run, in bench/quality.py)."""
         if not self.specificity or not failed:
             return failed
-        tasks = [self.tasks[paper.id] for _, paper in failed]
-        cut = [check(task, answer, from_model=False) for task, answer in zip(tasks, self.fallback.summarise(tasks))]
-        usable = [(k, text) for k, (text, found) in enumerate(cut) if not found]
         taken = set()
-        for (k, text), margin in zip(usable, self.specificity.margins([(failed[k][1].id, t) for k, t in usable])):
+        for k, text, margin in self.specific_extracts([paper for _, paper in failed]):
             if margin > 0:
                 batch, paper = failed[k]
                 batch.results[paper.id] = Written(text, "extractive", True, batch.history[paper.id])
                 taken.add(k)
         return [item for k, item in enumerate(failed) if k not in taken]
 
+    def specific_extracts(self, papers: list[Paper]) -> list[tuple[int, str, float]]:
+        """(index into `papers`, extractive TL;DR, its specificity margin) for each paper whose extractive TL;DR
+        passes the check."""
+        passing = [(k, text) for k, (text, found) in enumerate(self.extracts(papers)) if not found]
+        margins = self.specificity.margins([(papers[k].id, text) for k, text in passing])
+        return [(k, text, margin) for (k, text), margin in zip(passing, margins)]
+
+    def extracts(self, papers: list[Paper]) -> list[tuple[str, list[str]]]:
+        """Each paper's extractive TL;DR, checked as cut from its source: (text, problems)."""
+        tasks = [self.tasks[paper.id] for paper in papers]
+        answers = self.fallback.summarise(tasks) if tasks else []
+        return [check(task, answer, from_model=False) for task, answer in zip(tasks, answers)]
+
     def extractive(self, items: list[tuple[Batch, Paper]]) -> None:
         """The extractive summary for papers whose stricter answer failed too."""
-        answers = self.fallback.summarise([self.tasks[paper.id] for _, paper in items]) if items else []
-        for (batch, paper), answer in zip(items, answers):
-            text, found = check(self.tasks[paper.id], answer, from_model=False)
+        for (batch, paper), (text, found) in zip(items, self.extracts([paper for _, paper in items])):
             problems = batch.history[paper.id] + ([f"extractive: {'; '.join(found)}"] if found else [])
             batch.results[paper.id] = Written(text, "extractive", not found, problems)
 
