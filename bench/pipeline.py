@@ -74,13 +74,15 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def feeds_module():
-    """bench/ingest.py, whose renderers write the feed formats exactly as arXiv and Hugging Face serve them."""
-    if "bench_ingest" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_ingest", Path(__file__).with_name("ingest.py"))
-        sys.modules["bench_ingest"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["bench_ingest"])
-    return sys.modules["bench_ingest"]
+def bench_module(name: str):
+    """Another bench script as a module: `ingest` (its renderers write the feed formats exactly as arXiv and
+    Hugging Face serve them) or `send` (its config, SMTP sink and free port)."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key]
 
 
 # --- The day's input --------------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def feeds_module():
 def write_feeds(folder: Path, papers: int, seed: int) -> list[tuple[str, str, Path]]:
     """(source name, kind, file): one arXiv RSS listing per category (a paper appears in every listing of its
     categories, as a cross-list after the first) and a Hugging Face daily list of some of the same papers."""
-    feeds = feeds_module()
+    feeds = bench_module("ingest")
     items = feeds.make_items(papers, seed=seed, first_id=10000 + seed * papers)
     rng = random.Random(seed)
     by_listing: dict[str, list] = {name: [] for name in LISTINGS}
@@ -119,16 +121,8 @@ def write_config(folder: Path, url: str, sources: list[tuple[str, str, Path]], s
     )
     feeds = "".join(f'[[sources]]\nname = "{name}"\nkind = "{kind}"\nurl = "{path}"\n\n' for name, kind, path in sources)
     path = folder / "config.toml"
-    path.write_text(
-        '[digest]\ntitle = "Bench digest"\nbase_url = "https://digest.example.org"\n'
-        f'postal_address = "1 Bench Street"\n\n[database]\nurl = "{url}"\n\n' + feeds + themes +
-        f'[summariser]\nbackend = "{summariser}"\n\n'
-        f'[email]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-        'from = "Bench digest <digest@example.org>"\nlist_id = "bench.example.org"\n'
-        'unsubscribe_mailto = "leave@example.org"\nrate_per_second = 100000\nrate_per_hour = 10000000\n'
-        'claim_batch = 50\n',
-        encoding="utf-8",
-    )
+    middle = feeds + themes + f'[summariser]\nbackend = "{summariser}"\n\n'
+    path.write_text(bench_module("send").config_text(url, port, middle), encoding="utf-8")
     return path
 
 
@@ -295,11 +289,7 @@ def timing_overviews(editions, day: Day):
 def smtp_sink(reply_ms: float):
     """bench/send.py's aiosmtpd sink in its own process, answering each message after `reply_ms`; yields its
     port."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = bench_module("send").free_port()
     sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("send.py")), "--sink", str(port),
                              "--sink-reply-ms", str(reply_ms)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -138,8 +138,12 @@ def timed(action):
 
 def retrieval_at_1(queries: list[str], targets: np.ndarray) -> float:
     """The share of queries whose closest target (cosine) is their own, query i belonging to target i."""
-    scores = embed(queries) @ targets.T
-    return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries))))
+    return own_is_closest(embed(queries) @ targets.T)
+
+
+def own_is_closest(scores: np.ndarray) -> float:
+    """The share of rows (queries) whose highest score is in their own column."""
+    return float(np.mean(scores.argmax(axis=1) == np.arange(len(scores))))
 
 
 class WordOverlap:
@@ -166,8 +170,7 @@ class WordOverlap:
         return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-9)
 
     def retrieval_at_1(self, queries: list[str]) -> float:
-        scores = self.vectors(queries) @ self.abstracts.T
-        return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries))))
+        return own_is_closest(self.vectors(queries) @ self.abstracts.T)
 
 
 def first_two_words(text: str) -> str:

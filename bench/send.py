@@ -54,19 +54,24 @@ def run_sink(port: int, reply_ms: float = 0.0) -> None:
     controller.stop()
 
 
-def write_config(folder: Path, port: int) -> Path:
-    themes = "".join(f'[[themes]]\nname = "{name}"\n\n' for name in THEMES)
-    path = folder / "config.toml"
-    path.write_text(
+def config_text(database_url: str, port: int, middle: str) -> str:
+    """A bench config: its digest and database sections, then `middle` (sources, themes, summariser), then
+    delivery over SMTP to the sink on `port` with no rate limit worth the name."""
+    return (
         '[digest]\ntitle = "Bench digest"\nbase_url = "https://digest.example.org"\n'
-        'postal_address = "1 Bench Street"\n\n[database]\nurl = "sqlite:///bench.db"\n\n' + themes +
-        '[summariser]\nbackend = "extractive"\n\n'
+        f'postal_address = "1 Bench Street"\n\n[database]\nurl = "{database_url}"\n\n' + middle +
         f'[email]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
         'from = "Bench digest <digest@example.org>"\nlist_id = "bench.example.org"\n'
         'unsubscribe_mailto = "leave@example.org"\nrate_per_second = 100000\nrate_per_hour = 10000000\n'
-        'claim_batch = 50\n',
-        encoding="utf-8",
+        'claim_batch = 50\n'
     )
+
+
+def write_config(folder: Path, port: int) -> Path:
+    themes = "".join(f'[[themes]]\nname = "{name}"\n\n' for name in THEMES)
+    path = folder / "config.toml"
+    path.write_text(config_text("sqlite:///bench.db", port, themes + '[summariser]\nbackend = "extractive"\n\n'),
+                    encoding="utf-8")
     return path
 
 
