@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from digest import summarise
 from digest.config import Config, ThemeSettings
 from digest.errors import ConfigError, SummariserError
 from digest.models import Edition, FetchLog, Paper, Summary, ThemeAssignment, utcnow
@@ -319,8 +320,13 @@ def theme_items(items: list[RankedPaper], tldrs: dict[int, Summary]) -> list:
 
 
 def write_overviews(config: Config, tasks: dict[str, Task]) -> dict[str, Summary]:
-    """New overviews for `tasks`, by theme, written outside any transaction. A theme whose summariser fails gets
-    none (it then shows its papers only)."""
+    """New overviews for `tasks`, by theme, written together outside any transaction. When the summariser fails,
+    each theme is tried on its own, and a theme whose summariser still fails gets none (it then shows its papers
+    only)."""
+    try:
+        return summarise.write_overviews(config, tasks)
+    except SummariserError as exc:
+        log.warning("overviews written together failed (%s); trying each theme on its own", exc)
     written = {}
     for name, task in tasks.items():
         try:

