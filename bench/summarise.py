@@ -212,11 +212,21 @@ def ablations(config, rows: list[dict], count: int) -> None:
     finally:
         prompts.EXCERPT_SENTENCES = original
     print(f"  whole abstract in the prompt instead of the excerpt: {count / elapsed:.2f} abstracts/s")
+    static, static_elapsed = timed(lambda: summariser.summarise(tasks))
+    original_cache = huggingface.kv_cache
+    huggingface.kv_cache = lambda model, length: {}  # generate's default, growing cache
+    try:
+        dynamic, elapsed = timed(lambda: summariser.summarise(tasks))
+    finally:
+        huggingface.kv_cache = original_cache
+    print(f"  dynamic KV cache instead of a static one: {count / elapsed:.2f} abstracts/s against "
+          f"{count / static_elapsed:.2f} for the default just before ({sum(a == b for a, b in zip(static, dynamic))}"
+          f"/{count} answers the same)")
 
 
 def overview_sources(config, engine, papers: list[Paper], groups: int) -> None:
     """Theme overviews of groups of 4 papers, written from their TL;DRs and from their abstracts: how often the
-    model's overview passes the check, and how fast each is."""
+    model's overview passes the check, and how fast each is, written together and one at a time."""
     chunks = [papers[i : i + OVERVIEW_PAPERS] for i in range(0, groups * OVERVIEW_PAPERS, OVERVIEW_PAPERS)]
     with session_scope(engine) as session:
         tldrs = store_summaries.tldrs_for(session, [p.id for chunk in chunks for p in chunk], config)
@@ -229,6 +239,9 @@ def overview_sources(config, engine, papers: list[Paper], groups: int) -> None:
         reasons = sorted({p.split(": ", 1)[1].split(" (")[0] for w in written for p in w.problems})
         print(f"  {label}: model overview passed {by_model}/{len(tasks)}, {elapsed / len(tasks):.1f} s each; "
               f"problems seen: {', '.join(reasons) or 'none'}")
+        _, one_by_one = timed(lambda: [write(summariser, [task]) for task in tasks])
+        print(f"    written together (as an edition's build does): {elapsed:.1f} s; one at a time: {one_by_one:.1f} s "
+              f"({one_by_one / elapsed:.1f}x)")
 
 
 class StageClock:

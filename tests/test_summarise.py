@@ -289,16 +289,20 @@ def test_bundled_model_summarises_real_abstracts_and_every_summary_is_checked(wr
     report = summarise_papers(config, engine, papers)
     assert report.written == 2
     summaries = stored(engine)
-    for paper, summary in zip(papers, summaries):
+    abstracts = {paper.id: paper.abstract for paper in papers}
+    for summary in summaries:
         assert (summary.model, summary.backend, summary.prompt_version) == ("smollm2", "transformers", store_summaries.TLDR_VERSION)
         assert summary.method in ("model", "model-strict", "extractive")
-        found = grounding.problems(summary.text, clean_source(paper.abstract), max_words=30)
+        found = grounding.problems(summary.text, clean_source(abstracts[summary.paper_id]), max_words=30)
         assert summary.grounded == (not found) and (summary.method == "extractive" or not found)
     assert any(s.method.startswith("model") for s in summaries)
     assert any(p.name.startswith("smollm2-") for p in Path(model_cache).iterdir())
     assert summarise_papers(config, engine, papers).reused == 2
     overview = write_overview(config, "Image generation", image_overview_task(config, engine, papers))
-    assert overview.cited_paper_ids == [p.id for p in papers] and overview.method in ("model", "model-strict", "extractive")
+    assert overview.cited_paper_ids == [p.id for p in papers]
+    # Which it is depends on the CPU (bf16 or float32 arithmetic); a fallback says why the model's were turned down.
+    assert overview.method in ("model", "model-strict") or (
+        overview.method == "structured" and [p.split(":")[0] for p in overview.problems] == ["model", "model-strict"])
     assert overview.grounded and 1 <= len(grounding.split_sentences(overview.text)) <= 4
 
 
@@ -327,6 +331,27 @@ def test_a_seq2seq_model_folder_goes_through_the_seq2seq_path(write_config, engi
     [summary] = stored(engine)
     assert report.methods == {"extractive": 1} and summary.model == str(folder)
     assert summary.problems[0].startswith("model: ") and summary.problems[1].startswith("model-strict: ")
+
+
+def test_a_static_kv_cache_gives_the_answers_the_default_cache_gives():
+    """Decoder-only models generate with a static KV cache sized for the batch (the default cache copies itself
+    at every token); the answers are the same. Encoder-decoder models keep generate's default."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    from digest.summarise.huggingface import kv_cache
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)).eval()
+    prompts_ = torch.tensor([[0, 0, 5, 9, 12], [3, 7, 11, 2, 8]])  # left-padded, as the backend pads
+    options = dict(attention_mask=(prompts_ != 0).long(), max_new_tokens=12, do_sample=False, pad_token_id=0)
+    with torch.inference_mode():
+        default = model.generate(prompts_, **options)
+        static = model.generate(prompts_, **options, **kv_cache(model, prompts_.shape[1] + 12))
+    assert "cache" in kv_cache(model, 17) and torch.equal(default, static)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2))
+    assert kv_cache(t5, 17) == {}
 
 
 # --- The OpenAI-compatible backend against a real server ---------------------------------------------------
@@ -430,6 +455,13 @@ def test_two_summarise_workers_split_the_papers_and_write_each_tldr_once(write_c
     assert len(stored(engine)) == 24
     with session_scope(engine) as session:
         assert session.scalars(select(SummaryClaim)).all() == []
+
+
+def test_a_run_asks_for_the_shortest_prompts_first(openai_config, chat_server, engine):
+    """Papers are claimed and generated in order of prompt length, so a local model's batches pad little."""
+    summarise_papers(openai_config, engine, add_papers(engine, corpus(8)))
+    lengths = [len(request["messages"][-1]["content"]) for request in chat_server.requests]
+    assert len(lengths) == 8 and lengths == sorted(lengths)
 
 
 def test_papers_another_worker_holds_are_left_to_it_until_its_claim_expires(extractive, engine):

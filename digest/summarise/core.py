@@ -172,11 +172,12 @@ def summarise_papers(
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SummariseReport:
-    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), batch by batch: claim
-    a batch (so other workers sharing the database leave it alone), generate it on this thread, and let a
-    `Finisher` thread check the answers, fall back where needed and store the batch with its claims given up
-    in one short transaction, while the model goes on with the next batch. Papers another worker holds are left
-    to it. `on_progress(done, total)` counts the TL;DRs this run writes: once at the start and after each batch."""
+    """Write the TL;DR of every paper that lacks a current one (all of them with `force`), batch by batch, shortest
+    prompts first: claim a batch (so other workers sharing the database leave it alone), generate it on this
+    thread, and let a `Finisher` thread check the answers, fall back where needed and store the batch with its
+    claims given up in one short transaction, while the model goes on with the next batch. Papers another worker
+    holds are left to it. `on_progress(done, total)` counts the TL;DRs this run writes: once at the start and
+    after each batch."""
     report = SummariseReport(papers=len(papers))
     identity = summary_identity(config.summariser, "tldr")
     tasks = {p.id: tldr_task(p, config.summariser) for p in papers}
@@ -187,7 +188,10 @@ def summarise_papers(
     if not todo:
         return report
     summariser = get_summariser(config)
-    specificity = run_specificity(config, engine, papers) if first_method(summariser) == "model" else None
+    specificity = None
+    if first_method(summariser) == "model":
+        todo = by_prompt_length(todo, tasks)
+        specificity = run_specificity(config, engine, papers)
     worker = worker_name()
     to_write, reused_before = len(todo), report.reused
 
@@ -198,7 +202,7 @@ def summarise_papers(
     try:
         with Finisher(engine, summariser, tasks, identity, worker, report, stored, specificity) as finisher:
             while todo or finisher.open_batches():
-                retries = finisher.take_retries()
+                retries = finisher.take_retries(at_least=summariser.batch_size if todo else 1)
                 if retries:  # answers that failed the check, asked again with the stricter prompt
                     answers = summariser.summarise([tasks[paper.id] for _, paper in retries], strict=True)
                     finisher.submit(retries, answers, "model-strict")
@@ -218,6 +222,12 @@ def summarise_papers(
         with session_scope(engine) as session:
             store.release_claims(session, worker)
     return report
+
+
+def by_prompt_length(papers: list[Paper], tasks: dict[int, Task]) -> list[Paper]:
+    """`papers` in the order of their prompts' length, so that each claimed batch holds prompts of about the
+    same length and its generation pads little, as when a run's answers are all generated in one call."""
+    return sorted(papers, key=lambda paper: len(prompts.messages(tasks[paper.id], strict=False)[-1]["content"]))
 
 
 def first_method(summariser: Summariser) -> str:
@@ -279,9 +289,13 @@ class Finisher:
                 self.open += 1
         self.jobs.put((items, answers, method, opened))
 
-    def take_retries(self) -> list[tuple[Batch, Paper]]:
+    def take_retries(self, at_least: int = 1) -> list[tuple[Batch, Paper]]:
+        """The papers to ask again, once there are `at_least` of them (fewer wait: a batch of two takes nearly as
+        long to generate as a full one)."""
         self.raise_error()
         with self.changed:
+            if len(self.retries) < at_least:
+                return []
             retries, self.retries = self.retries, []
         return retries
 
@@ -481,12 +495,25 @@ def current_overviews(session: Session, config: Config, tasks: dict[str, Task]) 
     return current
 
 
-def write_overview(config: Config, theme_name: str, task: Task) -> Summary:
-    """A 2-4 sentence overview for `task` (none for a single paper), citing the papers it draws on. Not stored:
-    the model runs outside any transaction, and the caller stores the result in a short one of its own."""
+def write_overviews(config: Config, tasks: dict[str, Task]) -> dict[str, Summary]:
+    """A 2-4 sentence overview for each theme's task (none for a single paper), citing the papers it draws on,
+    all generated together (6 themes on a CPU: 2.2x faster than one by one, bench/summarise.py --overviews).
+    Not stored: the model runs outside any transaction, and the caller stores the results in a short one of its
+    own."""
     # One paper's overview could only restate its TL;DR: such a theme shows its paper alone.
-    result = write(get_summariser(config), [task])[0] if len(task.items) > 1 else Written("", "structured", True, [])
+    several = [name for name, task in tasks.items() if len(task.items) > 1]
+    results = dict(zip(several, write(get_summariser(config), [tasks[name] for name in several])))
     identity = summary_identity(config.summariser, "overview")
-    drawn_on = task.items[: prompts.OVERVIEW_PROMPT_PAPERS] if result.method.startswith("model") else task.items
-    cited = [item.paper_id for item in drawn_on]
-    return new_summary("overview", store.theme_subject(theme_name), None, result, identity, task_hash(task), cited)
+    overviews = {}
+    for name, task in tasks.items():
+        result = results.get(name, Written("", "structured", True, []))
+        drawn_on = task.items[: prompts.OVERVIEW_PROMPT_PAPERS] if result.method.startswith("model") else task.items
+        cited = [item.paper_id for item in drawn_on]
+        overviews[name] = new_summary("overview", store.theme_subject(name), None, result, identity, task_hash(task),
+                                      cited)
+    return overviews
+
+
+def write_overview(config: Config, theme_name: str, task: Task) -> Summary:
+    """The overview of one theme's task (see `write_overviews`)."""
+    return write_overviews(config, {theme_name: task})[theme_name]
