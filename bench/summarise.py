@@ -1,7 +1,8 @@
 """Summariser benchmark: TL;DRs for abstracts from the shared corpus with the default model and settings, against a
 naive baseline, on this machine's CPU or GPU.
 
-    python bench/summarise.py [--end-to-end 136] [--count 200] [--baseline-count 100] [--ablations 0] [--overviews 0]
+    python bench/summarise.py [--end-to-end 136] [--against-previous 0] [--count 200] [--baseline-count 100]
+                              [--ablations 0] [--overviews 0]
                               [--device cpu|cuda|auto] [--batch-size N]
 
 On a GPU: `python bench/summarise.py --device cuda --count 1000 --baseline-count 0 --end-to-end 0` (the batch
@@ -12,6 +13,8 @@ size defaults to the device's, 256 on a GPU; the corpus is repeated, with new ti
    load, embeddings, the rest of theme assignment, summariser model load, first answers (generation), stricter
    retries, and checks plus storage. Then generation alone: the same papers' first answers in one call, the model
    loaded. Prints both rates and their ratio (target >= 0.8).
+   With `--against-previous N`: N new papers summarised by the current path and, in the same process, by the path
+   before its batching changes (dynamic KV cache, papers in the order given, failed answers asked again at once).
 
 1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
    again from the warm cache and times that.
@@ -35,6 +38,7 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,6 +315,44 @@ def end_to_end(rows: list[dict], summariser_settings: dict) -> None:
           f"load average {load_average()}\n", flush=True)
 
 
+@contextmanager
+def previous_path():
+    """digest summarise as it was before its batching changes: generate's default (dynamic) KV cache, papers
+    claimed in the order given, and each batch's failed answers asked again at once (measurement only)."""
+    from digest.summarise import core
+
+    saved = huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries
+    huggingface.kv_cache = lambda model, length: {}
+    core.by_prompt_length = lambda papers, tasks: papers
+    core.Finisher.take_retries = lambda finisher, at_least=1: saved[2](finisher)
+    try:
+        yield
+    finally:
+        huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries = saved
+
+
+def against_previous_path(rows: list[dict]) -> None:
+    """The same new papers summarised by today's path and by the previous one, in one process, each into a fresh
+    database (the model and the embedding model loaded once, before either)."""
+    from digest.themes import embedding_model
+
+    embedding_model()
+    timings = {}
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
+        for label, context in (("current", nullcontext), ("previous", previous_path)):
+            config = parse_config({"database": {"url": f"sqlite:///{workdir}/{label}.db"}},
+                                  Path(workdir) / "config.toml")
+            engine = open_database(config.database_url)
+            papers = store_papers(engine, rows)
+            get_summariser(config).load()
+            with context():
+                report, timings[label] = timed(lambda: summarise_papers(config, engine, papers))
+            print(f"  {label} path: {len(rows)} papers in {timings[label]:.1f} s = {len(rows) / timings[label]:.2f}/s; "
+                  f"methods {report.methods}", flush=True)
+    print(f"current / previous path: {timings['previous'] / timings['current']:.2f}x faster; "
+          f"load average {load_average()}\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200)")
@@ -322,6 +364,9 @@ def main() -> None:
                         help="groups of 4 papers whose overview is written from TL;DRs and from abstracts (default 0)")
     parser.add_argument("--end-to-end", type=int, default=136,
                         help="new papers for the end-to-end split, run first (default 136; 0: skip)")
+    parser.add_argument("--against-previous", type=int, default=0,
+                        help="new papers summarised by the current path and by the one before its batching changes "
+                        "(static KV cache, shortest prompts first, retries batched), in one process (default 0: skip)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto ([summariser] device)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="texts generated together (default: the device's, 16 on a CPU and 256 on a GPU)")
@@ -329,6 +374,8 @@ def main() -> None:
 
     if args.end_to_end:
         end_to_end(corpus_rows(args.end_to_end), {"device": args.device, "batch_size": args.batch_size})
+    if args.against_previous:
+        against_previous_path(corpus_rows(args.against_previous))
     import torch
 
     print(f"load average at start: {load_average()}  (cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()})")
