@@ -14,7 +14,7 @@ size defaults to the device's, 256 on a GPU; the corpus is repeated, with new ti
    retries, and checks plus storage. Then generation alone: the same papers' first answers in one call, the model
    loaded. Prints both rates and their ratio (target >= 0.8).
    With `--against-previous N`: N new papers summarised by the current path and, in the same process, by the path
-   before its batching changes (dynamic KV cache, papers in the order given, failed answers asked again at once).
+   before its batching changes (dynamic KV cache, papers in the order given, failed answers asked again at once, batches of 16).
 
 1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
    again from the warm cache and times that.
@@ -194,10 +194,10 @@ def second_run(config, engine, papers) -> None:
 def ablations(config, rows: list[dict], count: int) -> None:
     """Generation only (no grounding, no storage): the default, then one setting changed at a time."""
     variants = [
-        ("default (bf16 where supported, batch 16, excerpt prompt, stop at sentence end)", {}),
+        ("default (bf16 where supported, batch 32, excerpt prompt, stop at sentence end)", {}),
         ("float32 instead", {"dtype": "float32"}),
-        ("batch size 4", {"batch_size": 4}),
-        ("batch size 32", {"batch_size": 32}),
+        ("batch size 16", {"batch_size": 16}),
+        ("batch size 48", {"batch_size": 48}),
     ]
     tasks = [tldr_task(Paper(title=r["title"], abstract=r["abstract"]), config.summariser) for r in rows[:count]]
     print(f"\nablations, generation only, {count} abstracts each:")
@@ -318,17 +318,19 @@ def end_to_end(rows: list[dict], summariser_settings: dict) -> None:
 @contextmanager
 def previous_path():
     """digest summarise as it was before its batching changes: generate's default (dynamic) KV cache, papers
-    claimed in the order given, and each batch's failed answers asked again at once (measurement only)."""
+    claimed in the order given, each batch's failed answers asked again at once, and batches of 16 on a CPU
+    (measurement only)."""
     from digest.summarise import core
 
-    saved = huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries
+    saved = huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries, huggingface.CPU_BATCH_SIZE
     huggingface.kv_cache = lambda model, length: {}
     core.by_prompt_length = lambda papers, tasks: papers
     core.Finisher.take_retries = lambda finisher, at_least=1: saved[2](finisher)
+    huggingface.CPU_BATCH_SIZE = 16
     try:
         yield
     finally:
-        huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries = saved
+        huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries, huggingface.CPU_BATCH_SIZE = saved
 
 
 def against_previous_path(rows: list[dict]) -> None:
@@ -369,7 +371,7 @@ def main() -> None:
                         "(static KV cache, shortest prompts first, retries batched), in one process (default 0: skip)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto ([summariser] device)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="texts generated together (default: the device's, 16 on a CPU and 256 on a GPU)")
+                        help="texts generated together (default: the device's, 32 on a CPU and 256 on a GPU)")
     args = parser.parse_args()
 
     if args.end_to_end:

@@ -273,7 +273,7 @@ def test_device_auto_and_the_batch_size_follow_the_machine(write_config):
     gpu = torch.cuda.is_available()
     auto = summariser('device = "auto"')
     assert auto.device.type in (("cuda",) if gpu else ("cpu", "mps"))
-    assert auto.batch_size == (256 if gpu else 16) and auto.tasks_per_commit == 4 * auto.batch_size
+    assert auto.batch_size == (256 if gpu else 32) and auto.tasks_per_commit == 4 * auto.batch_size
     assert summariser('device = "cpu"\nbatch_size = 8').batch_size == 8
 
 
