@@ -14,7 +14,8 @@ size defaults to the device's, 256 on a GPU; the corpus is repeated, with new ti
    retries, and checks plus storage. Then generation alone: the same papers' first answers in one call, the model
    loaded. Prints both rates and their ratio (target >= 0.8).
    With `--against-previous N`: N new papers summarised by the current path and, in the same process, by the path
-   before its batching changes (dynamic KV cache, papers in the order given, failed answers asked again at once, batches of 16).
+   before its batching changes (dynamic KV cache, papers in the order given, failed answers asked again at once,
+   batches of 16).
 
 1. Loads the bundled SmolLM2 (converting the GGUF into the user model cache if it is not there yet), then loads it
    again from the warm cache and times that.
@@ -368,7 +369,8 @@ def main() -> None:
                         help="new papers for the end-to-end split, run first (default 136; 0: skip)")
     parser.add_argument("--against-previous", type=int, default=0,
                         help="new papers summarised by the current path and by the one before its batching changes "
-                        "(static KV cache, shortest prompts first, retries batched), in one process (default 0: skip)")
+                        "(static KV cache, shortest prompts first, retries batched, batches of 32 on a CPU), "
+                        "in one process (default 0: skip)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto ([summariser] device)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="texts generated together (default: the device's, 32 on a CPU and 256 on a GPU)")
