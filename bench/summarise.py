@@ -41,6 +41,7 @@ import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -218,12 +219,8 @@ def ablations(config, rows: list[dict], count: int) -> None:
         prompts.EXCERPT_SENTENCES = original
     print(f"  whole abstract in the prompt instead of the excerpt: {count / elapsed:.2f} abstracts/s")
     static, static_elapsed = timed(lambda: summariser.summarise(tasks))
-    original_cache = huggingface.kv_cache
-    huggingface.kv_cache = lambda model, length: {}  # generate's default, growing cache
-    try:
+    with mock.patch.object(huggingface, "kv_cache", default_cache):
         dynamic, elapsed = timed(lambda: summariser.summarise(tasks))
-    finally:
-        huggingface.kv_cache = original_cache
     print(f"  dynamic KV cache instead of a static one: {count / elapsed:.2f} abstracts/s against "
           f"{count / static_elapsed:.2f} for the default just before ({sum(a == b for a, b in zip(static, dynamic))}"
           f"/{count} answers the same)")
@@ -316,6 +313,11 @@ def end_to_end(rows: list[dict], summariser_settings: dict) -> None:
           f"load average {load_average()}\n", flush=True)
 
 
+def default_cache(model, length: int) -> dict:
+    """In place of `huggingface.kv_cache`: no cache argument, so `generate` uses its default, growing cache."""
+    return {}
+
+
 @contextmanager
 def previous_path():
     """digest summarise as it was before its batching changes: generate's default (dynamic) KV cache, papers
@@ -323,15 +325,14 @@ def previous_path():
     (measurement only)."""
     from digest.summarise import core
 
-    saved = huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries, huggingface.CPU_BATCH_SIZE
-    huggingface.kv_cache = lambda model, length: {}
-    core.by_prompt_length = lambda papers, tasks: papers
-    core.Finisher.take_retries = lambda finisher, at_least=1: saved[2](finisher)
-    huggingface.CPU_BATCH_SIZE = 16
-    try:
+    take_retries = core.Finisher.take_retries
+    with (
+        mock.patch.object(huggingface, "kv_cache", default_cache),
+        mock.patch.object(core, "by_prompt_length", lambda papers, tasks: papers),
+        mock.patch.object(core.Finisher, "take_retries", lambda finisher, at_least=1: take_retries(finisher)),
+        mock.patch.object(huggingface, "CPU_BATCH_SIZE", 16),
+    ):
         yield
-    finally:
-        huggingface.kv_cache, core.by_prompt_length, core.Finisher.take_retries, huggingface.CPU_BATCH_SIZE = saved
 
 
 def against_previous_path(rows: list[dict]) -> None:
