@@ -357,9 +357,152 @@ def against_previous_path(rows: list[dict]) -> None:
           f"load average {load_average()}\n", flush=True)
 
 
+class GenerateLog:
+    """Every `generate` call of the run's models: rows, new tokens, seconds (the GPU synchronised), and how busy
+    the GPU was meanwhile (sampled every 0.1 s where NVML answers)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, float]] = []
+        self.busy: list[int] = []
+        self.running = False
+
+    @contextmanager
+    def recording(self):
+        import threading
+
+        import torch
+        from transformers.generation.utils import GenerationMixin
+
+        original = GenerationMixin.generate
+
+        def generate(model, *args, **kwargs):
+            started = time.perf_counter()
+            output = original(model, *args, **kwargs)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            rows, prompt = kwargs["input_ids"].shape
+            self.calls.append((rows, output.shape[1] - prompt, time.perf_counter() - started))
+            return output
+
+        self.calls, self.busy, self.running = [], [], True
+        sampler = threading.Thread(target=self.sample, daemon=True)
+        sampler.start()
+        try:
+            with mock.patch.object(GenerationMixin, "generate", generate):
+                yield self
+        finally:
+            self.running = False
+            sampler.join()
+
+    def sample(self) -> None:
+        import torch
+
+        while self.running:
+            try:
+                self.busy.append(torch.cuda.utilization())
+            except Exception:  # no GPU or no NVML: no figure
+                return
+            time.sleep(0.1)
+
+    def summary(self) -> str:
+        seconds = sum(s for _, _, s in self.calls)
+        steps = sum(n for _, n, _ in self.calls)
+        busy = f"{sum(self.busy) / len(self.busy):.0f}%" if self.busy else "n/a"
+        return (f"generate {seconds:.1f} s in {len(self.calls)} calls, {steps} steps, "
+                f"{1000 * seconds / max(steps, 1):.1f} ms/step; GPU busy {busy}")
+
+
+def variant_run(label: str, rows: list[dict], settings: dict, context, workdir: str) -> float:
+    """`summarise_papers` for `rows` as new papers in a fresh database, with `settings` and `context` applied."""
+    import torch
+
+    config = parse_config({"database": {"url": f"sqlite:///{workdir}/{label.replace(' ', '-')}.db"},
+                           "summariser": settings}, Path(workdir) / "config.toml")
+    engine = open_database(config.database_url)
+    papers = store_papers(engine, rows)
+    get_summariser(config).load()
+    log = GenerateLog()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with context(), log.recording():
+        report, seconds = timed(lambda: summarise_papers(config, engine, papers))
+    with session_scope(engine) as session:
+        grounded = sum(session.scalars(select(Summary.grounded).where(Summary.kind == "tldr")))
+    memory = f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    print(f"  {label}: {len(rows)} in {seconds:.1f} s = {len(rows) / seconds:.1f} abstracts/s; {log.summary()}; "
+          f"methods {report.methods}, grounded {100 * grounded / len(rows):.1f}%{memory}", flush=True)
+    engine.dispose()
+    return len(rows) / seconds
+
+
+@contextmanager
+def embeddings_on_cpu():
+    from digest import themes
+
+    themes.embedding_model.cache_clear()
+    with mock.patch.object(themes, "embedding_device", lambda: "cpu"):
+        yield
+    themes.embedding_model.cache_clear()
+
+
+def compiled_cache(model, length: int, static_cache=huggingface.kv_cache) -> dict:
+    """In place of `huggingface.kv_cache`: the static cache with `generate`'s automatic compiling left on."""
+    return {name: value for name, value in static_cache(model, length).items() if name != "disable_compile"}
+
+
+def claims_of_one_batch():
+    return mock.patch.object(huggingface.TransformersSummariser, "tasks_per_commit",
+                             property(lambda summariser: summariser.batch_size))
+
+
+def device_variants(rows: list[dict], device: str) -> None:
+    """`summarise_papers` end to end (specificity embeddings, checks, fallbacks, storage) for the same new papers
+    under one choice changed at a time, in one process; then the fastest choices together."""
+    from digest import themes
+
+    base = {"device": device}
+    themes.embedding_model()
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
+        variant_run("warm-up", rows[:64], base, nullcontext, workdir)
+        rates = {}
+        for label, settings, context in (
+            ("default", base, nullcontext),
+            ("batch 512", {**base, "batch_size": 512}, nullcontext),
+            ("batch 1024", {**base, "batch_size": 1024}, nullcontext),
+            ("claims of one batch", base, claims_of_one_batch),
+            ("dynamic cache", base, lambda: mock.patch.object(huggingface, "kv_cache", default_cache)),
+            ("embeddings on the CPU", base, embeddings_on_cpu),
+        ):
+            rates[label] = variant_run(label, rows, settings, context, workdir)
+        default_size = huggingface.default_batch_size(huggingface.resolve_device(device))
+        size = max((default_size, 512, 1024), key=lambda n: rates["default" if n == default_size else f"batch {n}"])
+        claims = claims_of_one_batch if rates["claims of one batch"] > rates["default"] else nullcontext
+        cache = default_cache if rates["dynamic cache"] > rates["default"] else huggingface.kv_cache
+
+        @contextmanager
+        def combined():
+            with claims(), mock.patch.object(huggingface, "kv_cache", cache):
+                yield
+
+        label = f"combined (batch {size}, {claims.__name__}, {cache.__name__})"
+        variant_run(label, rows, {**base, "batch_size": size}, combined, workdir)
+
+
+def compiled_runs(rows: list[dict], device: str) -> None:
+    """`summarise_papers` for `rows` with generate's own compiling of the decoding step left on (what the static
+    cache did on a GPU before compiling was turned off): cold, then again in the same process."""
+    from digest import themes
+
+    themes.embedding_model()
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
+        for label in ("compiled decoding, cold", "compiled decoding, warm"):
+            variant_run(label, rows, {"device": device},
+                        lambda: mock.patch.object(huggingface, "kv_cache", compiled_cache), workdir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200)")
+    parser.add_argument("--count", type=int, default=200, help="abstracts to summarise (default 200; 0: skip)")
     parser.add_argument("--baseline-count", type=int, default=100,
                         help="abstracts for the naive baseline, the first of those summarised (default 100; it runs "
                         "about 5x slower than the default path)")
@@ -372,6 +515,12 @@ def main() -> None:
                         help="new papers summarised by the current path and by the one before its batching changes "
                         "(static KV cache, shortest prompts first, retries batched, batches of 32 on a CPU), "
                         "in one process (default 0: skip)")
+    parser.add_argument("--variants", type=int, default=0,
+                        help="new papers summarised end to end under one choice changed at a time (batch size, "
+                        "claim size, KV cache, embedding device), then the fastest together (default 0: skip)")
+    parser.add_argument("--compiled", type=int, default=0,
+                        help="papers summarised with generate's compiling of the decoding step on, cold then warm "
+                        "(default 0: skip)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto ([summariser] device)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="texts generated together (default: the device's, 32 on a CPU and 256 on a GPU)")
@@ -381,6 +530,12 @@ def main() -> None:
         end_to_end(corpus_rows(args.end_to_end), {"device": args.device, "batch_size": args.batch_size})
     if args.against_previous:
         against_previous_path(corpus_rows(args.against_previous))
+    if args.variants:
+        device_variants(corpus_rows(args.variants), args.device)
+    if args.compiled:
+        compiled_runs(corpus_rows(args.compiled), args.device)
+    if not args.count:
+        return
     import torch
 
     print(f"load average at start: {load_average()}  (cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()})")

@@ -13,6 +13,7 @@ the end of its first sentence.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -199,16 +200,20 @@ def first_line(exc: Exception) -> str:
 
 
 def kv_cache(model, length: int) -> dict:
-    """A static KV cache of `length` positions for one `generate` call, where the model supports one. The default
+    """`generate` options for a static KV cache of `length` positions, where the model supports one. The default
     dynamic cache grows by concatenation, copying every layer's keys and values at each new token: a quarter of
     the time of a TL;DR batch on a CPU. Measured: the same answers, 1.08x faster (bench/summarise.py --ablations).
     Sized per call: `generate`'s own static cache keeps the largest size it has seen, so one long overview would
-    make every later TL;DR batch attend over its length."""
+    make every later TL;DR batch attend over its length. Compiling is off: on a GPU `generate` would otherwise
+    compile its decoding step anew for each batch's cache size. The option's name follows the installed
+    transformers (`cache` from 5.24, `past_key_values` before)."""
     if model.config.is_encoder_decoder or not type(model)._can_compile_fullgraph:
         return {}
     from transformers import StaticCache
 
-    return {"cache": StaticCache(config=model.config.get_text_config(decoder=True), max_cache_len=length)}
+    cache = StaticCache(config=model.config.get_text_config(decoder=True), max_cache_len=length)
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache, "disable_compile": True}
 
 
 # --- The backend -------------------------------------------------------------------------------------------
