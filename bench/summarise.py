@@ -2,11 +2,13 @@
 naive baseline, on this machine's CPU or GPU.
 
     python bench/summarise.py [--end-to-end 136] [--against-previous 0] [--count 200] [--baseline-count 100]
-                              [--ablations 0] [--overviews 0]
+                              [--ablations 0] [--overviews 0] [--variants 0] [--compiled 0]
                               [--device cpu|cuda|auto] [--batch-size N]
 
 On a GPU: `python bench/summarise.py --device cuda --count 1000 --baseline-count 0 --end-to-end 0` (the batch
-size defaults to the device's, 256 on a GPU; the corpus is repeated, with new titles, past its 234 abstracts).
+size defaults to the device's, 256 on a GPU; the corpus is repeated, with new titles, past its 234 records), and
+`--count 0 --end-to-end 0 --variants 1000` for the GPU's choices one at a time (`--compiled 256`: generate's own
+compiling).
 
 0. End to end, first, in a process that has not loaded torch yet: what `digest summarise` does for `--end-to-end`
    new papers (theme assignment with embeddings, then TL;DRs), timed stage by stage: imports, embedding model
