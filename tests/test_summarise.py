@@ -337,9 +337,7 @@ def test_a_static_kv_cache_gives_the_answers_the_default_cache_gives():
     """Decoder-only models generate with a static KV cache sized for the batch (the default cache copies itself
     at every token); the answers are the same. Encoder-decoder models keep generate's default."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
-
-    from transformers import StaticCache
+    from transformers import LlamaConfig, LlamaForCausalLM, StaticCache, T5Config, T5ForConditionalGeneration
 
     from digest.summarise.huggingface import kv_cache
 
