@@ -360,11 +360,12 @@ def against_previous_path(rows: list[dict]) -> None:
 
 
 class GenerateLog:
-    """Every `generate` call of the run's models: rows, new tokens, seconds (the GPU synchronised), and how busy
-    the GPU was meanwhile (sampled every 0.1 s where NVML answers)."""
+    """Every `generate` call of the run's models: rows, new tokens, seconds in all and in reading the prompt (the
+    GPU synchronised), and how busy the GPU was meanwhile (sampled every 0.1 s where NVML answers)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, float]] = []
+        self.prefill_seconds = 0.0
         self.busy: list[int] = []
         self.running = False
 
@@ -375,22 +376,32 @@ class GenerateLog:
         import torch
         from transformers.generation.utils import GenerationMixin
 
-        original = GenerationMixin.generate
-
-        def generate(model, *args, **kwargs):
+        def synchronised(call):
             started = time.perf_counter()
-            output = original(model, *args, **kwargs)
+            result = call()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
+            return result, time.perf_counter() - started
+
+        generate, prefill = GenerationMixin.generate, GenerationMixin._prefill
+
+        def timed_generate(model, *args, **kwargs):
+            output, seconds = synchronised(lambda: generate(model, *args, **kwargs))
             rows, prompt = kwargs["input_ids"].shape
-            self.calls.append((rows, output.shape[1] - prompt, time.perf_counter() - started))
+            self.calls.append((rows, output.shape[1] - prompt, seconds))
             return output
 
-        self.calls, self.busy, self.running = [], [], True
+        def timed_prefill(model, *args, **kwargs):
+            outputs, seconds = synchronised(lambda: prefill(model, *args, **kwargs))
+            self.prefill_seconds += seconds
+            return outputs
+
+        self.calls, self.prefill_seconds, self.busy, self.running = [], 0.0, [], True
         sampler = threading.Thread(target=self.sample, daemon=True)
         sampler.start()
         try:
-            with mock.patch.object(GenerationMixin, "generate", generate):
+            with (mock.patch.object(GenerationMixin, "generate", timed_generate),
+                  mock.patch.object(GenerationMixin, "_prefill", timed_prefill)):
                 yield self
         finally:
             self.running = False
@@ -410,8 +421,9 @@ class GenerateLog:
         seconds = sum(s for _, _, s in self.calls)
         steps = sum(n for _, n, _ in self.calls)
         busy = f"{sum(self.busy) / len(self.busy):.0f}%" if self.busy else "n/a"
-        return (f"generate {seconds:.1f} s in {len(self.calls)} calls, {steps} steps, "
-                f"{1000 * seconds / max(steps, 1):.1f} ms/step; GPU busy {busy}")
+        decoding = 1000 * (seconds - self.prefill_seconds) / max(steps, 1)
+        return (f"generate {seconds:.1f} s in {len(self.calls)} calls (reading prompts {self.prefill_seconds:.1f} s), "
+                f"{steps} steps, {decoding:.1f} ms per decoding step; GPU busy {busy}")
 
 
 def variant_run(label: str, rows: list[dict], settings: dict, context, workdir: str) -> float:
