@@ -173,11 +173,16 @@ def interleaved_runs(config, engine, papers: list[Paper], folder: Path, baseline
     return main_seconds, base_seconds, base_done, methods, peak_default
 
 
+def grounded_tldrs(engine) -> int:
+    """Stored TL;DRs that passed the grounding check."""
+    with session_scope(engine) as session:
+        return sum(session.scalars(select(Summary.grounded).where(Summary.kind == "tldr")))
+
+
 def report_runs(engine, count: int, main_seconds: float, base_seconds: float, base_count: int, methods: dict) -> None:
     rate = count / main_seconds
     by_model = methods.get("model", 0) + methods.get("model-strict", 0)
-    with session_scope(engine) as session:
-        grounded = sum(session.scalars(select(Summary.grounded).where(Summary.kind == "tldr")))
+    grounded = grounded_tldrs(engine)
     print(f"\nTL;DRs, default settings: {count} abstracts in {main_seconds:.1f} s = {rate:.2f} abstracts/s  (target >= 2.5 on the 2-core CPU, >= 150 on an H100)")
     print(f"  methods: {methods}")
     print(f"  model answers that passed the grounding check (first try or strict retry): {by_model}/{count}")
@@ -213,12 +218,8 @@ def ablations(config, rows: list[dict], count: int) -> None:
         print(f"  {label}: {count / elapsed:.2f} abstracts/s")
     whole = [t.__class__(kind=t.kind, title=t.title, source=t.source, max_words=t.max_words) for t in tasks]
     summariser = get_summariser(config)
-    original = prompts.EXCERPT_SENTENCES
-    prompts.EXCERPT_SENTENCES = 1000  # every sentence: the whole abstract
-    try:
+    with mock.patch.object(prompts, "EXCERPT_SENTENCES", 1000):  # every sentence: the whole abstract
         _, elapsed = timed(lambda: summariser.summarise(whole))
-    finally:
-        prompts.EXCERPT_SENTENCES = original
     print(f"  whole abstract in the prompt instead of the excerpt: {count / elapsed:.2f} abstracts/s")
     static, static_elapsed = timed(lambda: summariser.summarise(tasks))
     with mock.patch.object(huggingface, "kv_cache", default_cache):
@@ -343,19 +344,10 @@ def against_previous_path(rows: list[dict]) -> None:
     from digest.themes import embedding_model
 
     embedding_model()
-    timings = {}
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
-        for label, context in (("current", nullcontext), ("previous", previous_path)):
-            config = parse_config({"database": {"url": f"sqlite:///{workdir}/{label}.db"}},
-                                  Path(workdir) / "config.toml")
-            engine = open_database(config.database_url)
-            papers = store_papers(engine, rows)
-            get_summariser(config).load()
-            with context():
-                report, timings[label] = timed(lambda: summarise_papers(config, engine, papers))
-            print(f"  {label} path: {len(rows)} papers in {timings[label]:.1f} s = {len(rows) / timings[label]:.2f}/s; "
-                  f"methods {report.methods}", flush=True)
-    print(f"current / previous path: {timings['previous'] / timings['current']:.2f}x faster; "
+        rates = {label: variant_run(f"{label} path", rows, {}, context, workdir)
+                 for label, context in (("current", nullcontext), ("previous", previous_path))}
+    print(f"current / previous path: {rates['current'] / rates['previous']:.2f}x faster; "
           f"load average {load_average()}\n", flush=True)
 
 
@@ -440,10 +432,9 @@ def variant_run(label: str, rows: list[dict], settings: dict, context, workdir: 
         torch.cuda.reset_peak_memory_stats()
     with context(), log.recording():
         report, seconds = timed(lambda: summarise_papers(config, engine, papers))
-    with session_scope(engine) as session:
-        grounded = sum(session.scalars(select(Summary.grounded).where(Summary.kind == "tldr")))
+    grounded = grounded_tldrs(engine)
     memory = f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
-    print(f"  {label}: {len(rows)} in {seconds:.1f} s = {len(rows) / seconds:.1f} abstracts/s; {log.summary()}; "
+    print(f"  {label}: {len(rows)} in {seconds:.1f} s = {len(rows) / seconds:.2f} abstracts/s; {log.summary()}; "
           f"methods {report.methods}, grounded {100 * grounded / len(rows):.1f}%{memory}", flush=True)
     engine.dispose()
     return len(rows) / seconds
@@ -454,9 +445,11 @@ def embeddings_on_cpu():
     from digest import themes
 
     themes.embedding_model.cache_clear()
-    with mock.patch.object(themes, "embedding_device", lambda: "cpu"):
-        yield
-    themes.embedding_model.cache_clear()
+    try:
+        with mock.patch.object(themes, "embedding_device", lambda: "cpu"):
+            yield
+    finally:
+        themes.embedding_model.cache_clear()
 
 
 def compiled_cache(model, length: int, static_cache=huggingface.kv_cache) -> dict:
