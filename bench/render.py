@@ -121,7 +121,7 @@ def main() -> None:
         render_seconds = timed(lambda: render_everything(config, edition, env), repeat=5)
         build_seconds = timed(lambda: build(config, engine, window, render, rebuild=True), repeat=5)
         seconds, theme_sets, largest = personalise(config, edition, args.subscribers, args.max_themes)
-    shown = edition.html.count('<div class="paper">')
+    shown = edition.html.count('<div class="paper" ')  # each paper's block, with its anchor id
     print(f"edition: {THEMES} themes x {PAPERS_PER_THEME} papers; email HTML {len(edition.html.encode()):,} bytes "
           f"({shown} papers, the other {THEMES * PAPERS_PER_THEME - shown} behind the web-version link), "
           f"text {len(edition.text.encode()):,} bytes, Markdown {len(edition.markdown.encode()):,} bytes")
