@@ -41,7 +41,7 @@ import resource
 import sys
 import tempfile
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -468,31 +468,33 @@ def device_variants(rows: list[dict], device: str) -> None:
     from digest import themes
 
     base = {"device": device}
+    choices = {
+        "claims of one batch": claims_of_one_batch,
+        "dynamic cache": lambda: mock.patch.object(huggingface, "kv_cache", default_cache),
+        "embeddings on the CPU": embeddings_on_cpu,
+    }
     themes.embedding_model()
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as workdir:
         variant_run("warm-up", rows[:64], base, nullcontext, workdir)
-        rates = {}
-        for label, settings, context in (
-            ("default", base, nullcontext),
-            ("batch 512", {**base, "batch_size": 512}, nullcontext),
-            ("batch 1024", {**base, "batch_size": 1024}, nullcontext),
-            ("claims of one batch", base, claims_of_one_batch),
-            ("dynamic cache", base, lambda: mock.patch.object(huggingface, "kv_cache", default_cache)),
-            ("embeddings on the CPU", base, embeddings_on_cpu),
-        ):
-            rates[label] = variant_run(label, rows, settings, context, workdir)
+        rates = {"default": variant_run("default", rows, base, nullcontext, workdir)}
+        for size in (512, 1024):
+            rates[f"batch {size}"] = variant_run(f"batch {size}", rows, {**base, "batch_size": size}, nullcontext,
+                                                 workdir)
+        for label, context in choices.items():
+            rates[label] = variant_run(label, rows, base, context, workdir)
         default_size = huggingface.default_batch_size(huggingface.resolve_device(device))
         size = max((default_size, 512, 1024), key=lambda n: rates["default" if n == default_size else f"batch {n}"])
-        claims = claims_of_one_batch if rates["claims of one batch"] > rates["default"] else nullcontext
-        cache = default_cache if rates["dynamic cache"] > rates["default"] else huggingface.kv_cache
+        faster = [label for label in choices if rates[label] > rates["default"]]
 
         @contextmanager
         def combined():
-            with claims(), mock.patch.object(huggingface, "kv_cache", cache):
+            with ExitStack() as stack:
+                for label in faster:
+                    stack.enter_context(choices[label]())
                 yield
 
-        label = f"combined (batch {size}, {claims.__name__}, {cache.__name__})"
-        variant_run(label, rows, {**base, "batch_size": size}, combined, workdir)
+        label = ", ".join([f"batch {size}", *faster])
+        variant_run(f"the fastest together ({label})", rows, {**base, "batch_size": size}, combined, workdir)
 
 
 def compiled_runs(rows: list[dict], device: str) -> None:
