@@ -55,9 +55,16 @@ def require_ml_extra(purpose: str, modules: tuple[str, ...], error: type[DigestE
         raise error(f"{purpose} needs the ml extra ({', '.join(missing)} not installed): {ML_EXTRA_HINT}")
 
 
-@lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    """bfloat16 pays off on CPUs with native bf16 dot products (AVX512-BF16 or AMX)."""
+@lru_cache
+def native_bf16(device: str) -> bool:
+    """Whether `device` ("cpu", "cuda", "cuda:1", "mps") has native bfloat16 arithmetic, where bf16 pays off: CUDA
+    GPUs that support it, and CPUs with bf16 dot products (AVX512-BF16 or AMX)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

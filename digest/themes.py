@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from digest.config import Config, ThemeSettings
 from digest.errors import ConfigError
 from digest.models import Embedding, Paper, ThemeAssignment
-from digest.resources import ML_EXTRA_HINT, cpu_supports_bf16, missing_packages
+from digest.resources import ML_EXTRA_HINT, missing_packages, native_bf16
 from digest.store import session_scope
 from digest.store import themes as store
 from digest.text import clean_source, source_hash
@@ -96,8 +96,8 @@ def embedding_model():
     folder = embedding_model_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     device = embedding_device()
-    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
-    model = AutoModel.from_pretrained(folder, dtype=torch.bfloat16 if bf16 else torch.float32, local_files_only=True)
+    dtype = torch.bfloat16 if native_bf16(device) else torch.float32
+    model = AutoModel.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return tokenizer, model.to(device).eval()
 
 

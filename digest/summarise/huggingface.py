@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 
 from digest.errors import SummariserError
-from digest.resources import cpu_supports_bf16, require_ml_extra
+from digest.resources import native_bf16, require_ml_extra
 from digest.summarise import prompts
 from digest.summarise.base import Summariser, Task
 
@@ -96,9 +96,9 @@ def resolve_dtype(name: str, device: str):
         raise SummariserError(f"[summariser] dtype {name!r} is not one of {', '.join(DTYPES)}")
     if name != "auto":
         return getattr(torch, name)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device == "cpu" and cpu_supports_bf16() else torch.float32
+    if native_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if device.startswith("cuda") else torch.float32
 
 
 def resolve_device(name: str):
